@@ -1,0 +1,1 @@
+"""mutask operator: reconciles MultitaskSystem and TaskIntroduction resources into trainer Jobs."""

@@ -1,0 +1,1 @@
+"""mutask trainer: the µ2Net engine, ViT models, data, storage and the `mutask` CLI."""

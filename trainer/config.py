@@ -1,0 +1,225 @@
+"""The trainer's configuration as code: typed dataclasses, their JSON form and validation.
+
+`mutask introduce --config FILE` reads exactly this JSON (the operator renders it into a
+ConfigMap). Every field has a default except the task and its dataset; every bad value is
+reported as ``ConfigError`` naming the dotted field path and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+TASK_NAME = re.compile(r"^(private:)?[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+ROOT_TASK = "__root__"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+    def __init__(self, field_path: str, value: object, why: str) -> None:
+        super().__init__(f"{field_path}={value!r}: {why}")
+        self.field_path = field_path
+        self.value = value
+
+
+def check_task_name(name: str, field_path: str = "task") -> str:
+    """Validate a task name (lowercase, digits, ``_.-``, optional ``private:`` prefix)."""
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise ConfigError(
+            field_path,
+            name,
+            "a task name is 1-63 of [a-z0-9_.-], starting and ending alphanumeric, "
+            "optionally prefixed by 'private:'",
+        )
+    return name
+
+
+@dataclass
+class DatasetConfig:
+    """Where a task's images come from and how they are split and relabelled.
+
+    ``source``: ``digits`` | ``mnist`` | ``fashion_mnist`` (built in), or a path / ``file://``
+    / ``gs://`` URI of an ``.npz`` file with ``x_train``/``y_train`` (and optionally
+    ``x_test``/``y_test``) or ``images``/``labels`` arrays, or a folder of idx(.gz) files.
+    Splits use the TFDS slice syntax over the source's base splits: ``train``, ``test``,
+    ``train[:95%]``, ``train[95%:]``, ``test[:1000]``.
+    """
+
+    source: str = "digits"
+    train_split: str = "train[:90%]"
+    validation_split: str = "train[90%:]"
+    test_split: str = "test"
+    labels: list[int] | None = None
+    label_map: dict[str, int] | None = None
+    transform: str | None = None
+    max_train_examples: int | None = None
+
+
+@dataclass
+class BudgetConfig:
+    """How much evolution and training one task iteration gets (spec: G, K, V, N)."""
+
+    generations: int = 2
+    candidates: int = 4
+    validation_rounds: int = 2
+    steps_per_round: int = 50
+    batch_size: int = 64
+    max_validation_examples: int = 10_000
+
+
+@dataclass
+class SearchConfig:
+    """Search-space and scoring options of µ2Net."""
+
+    size_scale: float = 1.0
+    flops_scale: bool = False
+    per_action_mu: bool = False
+    adapters: bool = True
+    tune_depth: bool = True
+    population_cap: int = 16
+
+
+@dataclass
+class ModelConfig:
+    """The root model: an architecture preset, image size, optional pretrained weights."""
+
+    preset: str = "mu-tiny"
+    image_size: int = 16
+    weights: str | None = None
+
+
+@dataclass
+class IntroduceConfig:
+    """One task iteration: introduce (or revisit) ``task`` into the system at ``store``."""
+
+    task: str
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    store: str = "mutask-store"
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    metrics_port: int | None = None
+    agent_id: str | None = None
+    bootstrap_root: bool = False
+
+    def validate(self) -> IntroduceConfig:
+        """Check every field; raise ConfigError naming the first bad one."""
+        check_task_name(self.task)
+        b = self.budget
+        for name in ("generations", "candidates", "validation_rounds", "steps_per_round",
+                     "batch_size", "max_validation_examples"):
+            value = getattr(b, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"budget.{name}", value, "must be an integer >= 1")
+        s = self.search
+        if not 0.0 < s.size_scale <= 1.0:
+            raise ConfigError("search.size_scale", s.size_scale, "must be in (0, 1]")
+        if s.population_cap < 1:
+            raise ConfigError("search.population_cap", s.population_cap, "must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda", "xla") and not self.device.startswith(
+            "cuda:"
+        ):
+            raise ConfigError("device", self.device, "must be auto, cpu, cuda[:N] or xla")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ConfigError("precision", self.precision, "must be auto, float32 or bfloat16")
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ConfigError("metrics_port", self.metrics_port, "must be a TCP port")
+        if self.model.image_size < 4:
+            raise ConfigError("model.image_size", self.model.image_size, "must be >= 4")
+        if self.dataset.labels is not None and self.dataset.label_map is not None:
+            raise ConfigError(
+                "dataset.labels", self.dataset.labels, "use either labels or label_map, not both"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (what `mutask introduce --config` reads)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntroduceConfig:
+        """Build from a JSON object, rejecting unknown keys and wrong types by field name."""
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> IntroduceConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError("<config>", text[:40], f"not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError("<config>", data, "must be a JSON object")
+        return cls.from_dict(data)
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, prefix: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "<config>", data, "must be an object")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", data[key], f"unknown field (known: {sorted(known)})")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(prefix.rstrip(".") or "<config>", data, str(err)) from err
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path + ".")  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(path, value, "must not be null")
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, value, "must be a list")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, "must be an object")
+        _, vt = typing.get_args(hint)
+        return {str(k): _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, value, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, value, "must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, value, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, value, "must be a string")
+        return value
+    return value
