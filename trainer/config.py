@@ -115,8 +115,14 @@ class IntroduceConfig:
         """Check every field; raise ConfigError naming the first bad one."""
         check_task_name(self.task)
         b = self.budget
-        for name in ("generations", "candidates", "validation_rounds", "steps_per_round",
-                     "batch_size", "max_validation_examples"):
+        for name in (
+            "generations",
+            "candidates",
+            "validation_rounds",
+            "steps_per_round",
+            "batch_size",
+            "max_validation_examples",
+        ):
             value = getattr(b, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"budget.{name}", value, "must be an integer >= 1")
@@ -174,7 +180,9 @@ def _build(cls: type[T], data: Any, prefix: str) -> T:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in known:
-            raise ConfigError(f"{prefix}{key}", data[key], f"unknown field (known: {sorted(known)})")
+            raise ConfigError(
+                f"{prefix}{key}", data[key], f"unknown field (known: {sorted(known)})"
+            )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")

@@ -1,1 +1,41 @@
-"""placeholder"""
+"""The pure µ2Net core: components, paths, mutation, selection, scoring, retention.
+
+No torch and no I/O here (an import-linter contract enforces it); every random choice comes
+from an injected ``numpy.random.Generator``, so the same seed gives the same evolution and
+the whole algorithm is unit-tested in milliseconds.
+"""
+
+from mutask.trainer.evolution.architecture import ViTShape, architecture
+from mutask.trainer.evolution.hparams import HValue, Ladder, SearchSpace, large_space
+from mutask.trainer.evolution.iteration import IterationConfig, IterationResult, TaskIteration
+from mutask.trainer.evolution.mutation import ChildPlan, NewComponent, fresh_plan, make_child
+from mutask.trainer.evolution.schedule import Visit, round_robin
+from mutask.trainer.evolution.scoring import ScoreBreakdown, Scorer
+from mutask.trainer.evolution.selection import select_parent
+from mutask.trainer.evolution.system import ROOT_TASK, Component, Path, System, is_private
+
+__all__ = [
+    "ROOT_TASK",
+    "ChildPlan",
+    "Component",
+    "HValue",
+    "IterationConfig",
+    "IterationResult",
+    "Ladder",
+    "NewComponent",
+    "Path",
+    "ScoreBreakdown",
+    "Scorer",
+    "SearchSpace",
+    "System",
+    "TaskIteration",
+    "ViTShape",
+    "Visit",
+    "architecture",
+    "fresh_plan",
+    "is_private",
+    "large_space",
+    "make_child",
+    "round_robin",
+    "select_parent",
+]

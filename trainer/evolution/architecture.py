@@ -57,18 +57,14 @@ class ViTShape:
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} is not divisible by heads={self.heads}")
         if self.image_size % self.patch:
-            raise ValueError(
-                f"image_size={self.image_size} is not divisible by patch={self.patch}"
-            )
+            raise ValueError(f"image_size={self.image_size} is not divisible by patch={self.patch}")
 
     @property
     def tokens(self) -> int:
         """Sequence length including the class token."""
         return (self.image_size // self.patch) ** 2 + 1
 
-    def component_params(
-        self, name: str, *, num_classes: int = 0, adapter_dim: int = 0
-    ) -> int:
+    def component_params(self, name: str, *, num_classes: int = 0, adapter_dim: int = 0) -> int:
         """Number of parameters of the named component."""
         d = self.hidden
         if name == EMBEDDING:

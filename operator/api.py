@@ -1,0 +1,69 @@
+"""API constants shared by the operator: groups, plurals, labels, condition reasons, exit codes.
+
+Nothing here talks to Kubernetes; it is the vocabulary of the CRDs in manifests/crds.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "mutask.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+TI_PLURAL: Final = "taskintroductions"
+TI_KIND: Final = "TaskIntroduction"
+MTS_PLURAL: Final = "multitasksystems"
+MTS_KIND: Final = "MultitaskSystem"
+
+# Labels and annotations put on everything the operator creates.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "mutask-operator"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_SYSTEM: Final = f"{GROUP}/system"
+LABEL_TASK: Final = f"{GROUP}/task"
+LABEL_INTRODUCTION: Final = f"{GROUP}/taskintroduction"
+LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+ANNOTATION_TASK: Final = f"{GROUP}/task"
+
+# GKE node labels, resources and taints.
+GKE_TPU_ACCELERATOR: Final = "cloud.google.com/gke-tpu-accelerator"
+GKE_TPU_TOPOLOGY: Final = "cloud.google.com/gke-tpu-topology"
+GKE_ACCELERATOR: Final = "cloud.google.com/gke-accelerator"
+GKE_SPOT: Final = "cloud.google.com/gke-spot"
+TPU_RESOURCE: Final = "google.com/tpu"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+# Trainer contract (see mutask.trainer.cli / runtime).
+CONTAINER_NAME: Final = "trainer"
+CONFIG_DIR: Final = "/etc/mutask"
+CONFIG_FILE: Final = "config.json"
+METRICS_PORT: Final = 9090
+ENV_INTRODUCTION: Final = "MUTASK_TASKINTRODUCTION"
+EXIT_BAD_INPUT: Final = 2  # config, dataset or checkpoint error: retrying cannot help
+EXIT_FENCED: Final = 3  # another writer holds the task's lease
+EXIT_PREEMPTED: Final = 75  # SIGTERM received, checkpoint saved: retry for free
+
+# Phases (= reason of the current condition). Condition types carry the same names.
+PENDING: Final = "Pending"
+ACCEPTED: Final = "Accepted"
+QUEUED: Final = "Queued"
+RUNNING: Final = "Running"
+SUCCEEDED: Final = "Succeeded"
+FAILED: Final = "Failed"
+SUSPENDED: Final = "Suspended"
+NO_FORGETTING: Final = "NoForgettingVerified"
+PHASES: Final = (ACCEPTED, QUEUED, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
+TERMINAL: Final = frozenset({SUCCEEDED, FAILED})
+ACTIVE: Final = frozenset({ACCEPTED, RUNNING})
+
+# MultitaskSystem condition types.
+READY: Final = "Ready"
+STORAGE_REACHABLE: Final = "StorageReachable"
+ROOT_READY: Final = "RootReady"
+
+
+def label_value(text: str) -> str:
+    """Make ``text`` a valid label value (``private:x`` -> ``private.x``; max 63 chars)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "." for c in text)[:63]
+    return cleaned.strip("-_.") or "none"

@@ -1,0 +1,191 @@
+"""A thin JSON REST layer over the official ``kubernetes`` client's ApiClient.
+
+Plain dicts in and out (the builders produce dicts; the typed models would only re-validate
+them), merge patches, get-before-create with 409 handling, client-side label filtering (cheap,
+and correct even against API stand-ins that ignore label selectors).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+
+from mutask.operator import api
+
+log = logging.getLogger(__name__)
+
+MERGE = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """A non-2xx answer of the API server."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"{status} {reason}: {body[:300]}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+def ti_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.TI_PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def mts_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.MTS_PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def job_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    return f"{base}/{name}" if name else base
+
+
+def core_path(namespace: str, plural: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+class Kube:
+    """Synchronous JSON access to the API server (thread-safe: one urllib3 pool)."""
+
+    def __init__(self, api_client: client.ApiClient, timeout: tuple[float, float] = (5.0, 30.0)):
+        self.api_client = api_client
+        self.timeout = timeout
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster service account, else $KUBECONFIG / ~/.kube/config."""
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        cfg = client.Configuration.get_default_copy()
+        cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 32)
+        return cls(client.ApiClient(cfg))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        if query:
+            path = f"{path}?{urlencode(dict(query))}"
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api_client.call_api(*params, _request_timeout=self.timeout)
+        data = resp.read()
+        text = data.decode() if isinstance(data, bytes) else str(data or "")
+        if not 200 <= resp.status < 300:
+            raise KubeError(resp.status, str(resp.reason), text)
+        return json.loads(text) if text else None
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            result = self.request("GET", path)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return result if isinstance(result, dict) else None
+
+    def create(self, collection: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create, or return the existing object on 409: (object, created?)."""
+        name = body["metadata"]["name"]
+        try:
+            result = self.request("POST", collection, dict(body))
+            return (result if isinstance(result, dict) else dict(body)), True
+        except KubeError as err:
+            if err.status != 409:
+                raise
+        existing = self.get(f"{collection}/{name}")
+        if existing is None:  # deleted in between: let the next reconcile retry
+            raise KubeError(409, "Conflict", f"{collection}/{name} exists but cannot be read")
+        return existing, False
+
+    def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            result = self.request("PATCH", path, dict(body), content_type=MERGE)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return result if isinstance(result, dict) else None
+
+    def delete(self, path: str, propagation: str = "Background") -> bool:
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        try:
+            self.request("DELETE", path, body)
+        except KubeError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def list(self, path: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        result = self.request("GET", path, query=query) or {}
+        items = [i for i in result.get("items") or [] if isinstance(i, dict)]
+        if labels:
+            items = [
+                i
+                for i in items
+                if all((i.get("metadata") or {}).get("labels", {}).get(k) == v for k, v in labels.items())
+            ]
+        return items
+
+    def post_event(
+        self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        """Record a core/v1 Event on ``obj``; failures are logged, never raised."""
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{time.time_ns():x}{uuid.uuid4().hex[:4]}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": api.MANAGED_BY},
+            "reportingComponent": f"{api.GROUP}/operator",
+            "reportingInstance": api.MANAGED_BY,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.request("POST", core_path(namespace, "events"), event)
+        except Exception as err:  # events are best effort
+            log.warning("could not post event %s on %s: %s", reason, meta.get("name"), err)

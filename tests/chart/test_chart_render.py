@@ -1,0 +1,381 @@
+"""The chart lints, renders in every configuration, and renders valid, least-privilege objects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chart_support import (
+    CHART_DIR,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    render,
+    run_helm,
+    write_values,
+)
+
+WI_GSA = "mutask-trainer@my-project.iam.gserviceaccount.com"
+MONITORING = {
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "kps"}},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "alertLabels": {"team": "ml"}},
+    }
+}
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "monitoring": MONITORING,
+    "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]}},
+    "workload-identity": {"trainer": {"workloadIdentity": {"gcpServiceAccount": WI_GSA}}},
+    "peering-ha": {"operator": {"replicaCount": 2, "peering": {"enabled": True}}},
+    "everything": {
+        **MONITORING,
+        "commonLabels": {"cost-center": "research"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "operator": {
+            "watchNamespaces": ["team-a"],
+            "peering": {"enabled": True, "priority": 10},
+            "image": {"digest": "sha256:" + "a" * 64},
+            "extraArgs": ["--verbose"],
+            "extraEnv": [{"name": "FOO", "value": "bar"}],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "system-cluster-critical",
+        },
+        "trainer": {
+            "image": {"variant": "tpu"},
+            "namespaces": ["team-a", "team-c"],
+            "workloadIdentity": {"gcpServiceAccount": WI_GSA},
+            "serviceAccount": {"annotations": {"example.com/owner": "ml"}},
+        },
+        "grafana": {"dashboard": {"namespace": "monitoring", "folder": "ML"}},
+    },
+}
+
+# Custom resources: not validated by kubernetes-validate (it only knows built-in kinds).
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "kopf.dev/", "mutask.dev/")
+
+
+@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+def scenario(request: pytest.FixtureRequest, helm: str) -> tuple[str, Rendered]:
+    return request.param, render(helm, SCENARIOS[request.param])
+
+
+def containers(rendered: Rendered) -> list[dict[str, Any]]:
+    dep = rendered.one("Deployment")
+    return dep["spec"]["template"]["spec"]["containers"]
+
+
+def operator_args(rendered: Rendered) -> list[str]:
+    return containers(rendered)[0]["args"]
+
+
+# ------------------------------------------------------------------------------ lint
+
+
+@pytest.mark.parametrize("name", ["default", "everything"])
+def test_helm_lint_strict(helm: str, name: str) -> None:
+    args = ["lint", "--strict", str(CHART_DIR), "--namespace", NAMESPACE]
+    path = write_values(SCENARIOS[name]) if SCENARIOS[name] else None
+    if path:
+        args += ["--values", path]
+    proc = run_helm(helm, *args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+# --------------------------------------------------------------- offline validation
+
+
+def test_manifests_validate_against_kubernetes_schemas(
+    scenario: tuple[str, Rendered], kubernetes_validate: Any
+) -> None:
+    """Every built-in object is valid (strict: no unknown fields) for each supported version."""
+    _, rendered = scenario
+    errors = []
+    for doc in rendered.docs:
+        if doc["apiVersion"].startswith(CUSTOM_GROUPS):
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{doc['kind']}/{doc['metadata']['name']} @ {version}: {exc}")
+    assert not errors, "\n".join(errors)
+
+
+def test_every_object_has_recommended_labels(scenario: tuple[str, Rendered]) -> None:
+    _, rendered = scenario
+    for doc in rendered.docs:
+        if doc["kind"] == "CustomResourceDefinition":
+            continue  # copied verbatim from manifests/crds
+        labels = doc["metadata"].get("labels", {})
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/part-of",
+            "helm.sh/chart",
+        ):
+            assert key in labels, f"{doc['kind']}/{doc['metadata']['name']} lacks label {key}"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        for value in labels.values():
+            assert isinstance(value, str) and len(value) <= 63
+
+
+def test_names_are_unique_and_dns_safe(scenario: tuple[str, Rendered]) -> None:
+    _, rendered = scenario
+    seen = set()
+    for doc in rendered.docs:
+        key = (doc["apiVersion"], doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+        assert key not in seen, f"duplicate object {key}"
+        seen.add(key)
+        assert len(doc["metadata"]["name"]) <= 63
+
+
+def test_monitoring_custom_resources_are_well_formed(scenario: tuple[str, Rendered]) -> None:
+    """The monitoring.coreos.com objects use only fields of the Prometheus Operator's v1 API."""
+    _, rendered = scenario
+    endpoint_keys = {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings"}
+    for sm in rendered.of_kind("ServiceMonitor"):
+        assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+        assert set(sm["spec"]) <= {"namespaceSelector", "selector", "endpoints", "jobLabel"}
+        for ep in sm["spec"]["endpoints"]:
+            assert set(ep) <= endpoint_keys
+    for pm in rendered.of_kind("PodMonitor"):
+        assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+        assert set(pm["spec"]) <= {"namespaceSelector", "selector", "podMetricsEndpoints"}
+        ns_sel = pm["spec"]["namespaceSelector"]
+        assert set(ns_sel) in ({"any"}, {"matchNames"})
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            assert set(ep) <= endpoint_keys
+    for pr in rendered.of_kind("PrometheusRule"):
+        assert pr["apiVersion"] == "monitoring.coreos.com/v1"
+        for group in pr["spec"]["groups"]:
+            assert set(group) <= {"name", "interval", "rules"}
+            for rule in group["rules"]:
+                assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+                assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+
+
+# -------------------------------------------------------------------------- operator
+
+
+def test_operator_deployment_defaults(helm: str) -> None:
+    rendered = render(helm)
+    dep = rendered.one("Deployment", f"{RELEASE}-operator", NAMESPACE)
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["mutask"]
+    assert c["args"] == [
+        "operator",
+        "--all-namespaces",
+        "--metrics-port=8080",
+        "--liveness-port=8081",
+        "--standalone",
+    ]
+    assert c["image"] == "ghcr.io/mutask/mutask-operator:0.1.0"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "liveness": 8081}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MUTASK_TRAINER_IMAGE"] == "ghcr.io/mutask/mutask-trainer:0.1.0-cpu"
+    assert env["MUTASK_TRAINER_SERVICE_ACCOUNT"] == f"{RELEASE}-trainer"
+    assert pod["serviceAccountName"] == f"{RELEASE}-operator"
+    # The selector is a subset of the pod labels, and the metrics Service selects the pod.
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    svc = rendered.one("Service", f"{RELEASE}-metrics", NAMESPACE)
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
+def test_operator_is_restricted_pod_security(scenario: tuple[str, Rendered]) -> None:
+    """The operator pod meets the 'restricted' Pod Security Standard."""
+    _, rendered = scenario
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["runAsNonRoot"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert not sc.get("privileged")
+    for vol in pod.get("volumes", []):
+        assert "hostPath" not in vol
+
+
+def test_namespaced_mode(helm: str) -> None:
+    rendered = render(helm, SCENARIOS["namespaced"])
+    args = operator_args(rendered)
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    # Only the read-only CRD watch is cluster-wide.
+    (cr,) = rendered.of_kind("ClusterRole")
+    assert cr["metadata"]["name"].endswith("-crds")
+    assert cr["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    for ns in ("team-a", "team-b"):
+        role = rendered.one("Role", f"{RELEASE}-operator", ns)
+        assert any("taskintroductions" in r["resources"] for r in role["rules"])
+        rb = rendered.one("RoleBinding", f"{RELEASE}-operator", ns)
+        assert rb["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{RELEASE}-operator", "namespace": NAMESPACE}
+        ]
+        # Trainer identity follows the watched namespaces.
+        rendered.one("ServiceAccount", f"{RELEASE}-trainer", ns)
+    # PodMonitor (when on) is restricted to the same namespaces.
+    pm = render(helm, {**SCENARIOS["namespaced"], **MONITORING}).one("PodMonitor")
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def _grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_operator_rbac(helm: str) -> None:
+    rendered = render(helm)
+    rules = rendered.one("ClusterRole", f"{RELEASE}-operator")["rules"]
+    for resource in ("multitasksystems", "taskintroductions"):
+        for verb in ("get", "list", "watch", "patch"):
+            assert _grants(rules, "mutask.dev", resource, verb)
+        assert _grants(rules, "mutask.dev", f"{resource}/status", "patch")
+        assert _grants(rules, "mutask.dev", f"{resource}/finalizers", "update")
+    for verb in ("create", "get", "list", "watch", "delete"):
+        assert _grants(rules, "batch", "jobs", verb)
+        assert _grants(rules, "", "configmaps", verb)
+    assert _grants(rules, "", "events", "create")
+    assert _grants(rules, "", "pods", "get") and _grants(rules, "", "pods", "list")
+    assert not _grants(rules, "", "pods", "delete")
+    # Least privilege: no wildcards, no secrets, no peering without peering.
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert "secrets" not in rule["resources"]
+    assert not _grants(rules, "kopf.dev", "clusterkopfpeerings", "patch")
+    crb = rendered.one("ClusterRoleBinding", f"{RELEASE}-operator")
+    assert crb["roleRef"]["name"] == f"{RELEASE}-operator"
+    assert crb["subjects"][0]["name"] == f"{RELEASE}-operator"
+
+
+def test_peering(helm: str) -> None:
+    rendered = render(helm, SCENARIOS["peering-ha"])
+    assert rendered.one("Deployment")["spec"]["replicas"] == 2
+    args = operator_args(rendered)
+    assert "--peering=mutask" in args and "--priority=0" in args and "--standalone" not in args
+    rules = rendered.one("ClusterRole", f"{RELEASE}-operator")["rules"]
+    for verb in ("get", "list", "watch", "patch"):
+        assert _grants(rules, "kopf.dev", "clusterkopfpeerings", verb)
+    assert rendered.one("ClusterKopfPeering", "mutask")["apiVersion"] == "kopf.dev/v1"
+    namespaced = render(
+        helm, {"operator": {"watchNamespaces": ["team-a"], "peering": {"enabled": True}}}
+    )
+    rules = namespaced.one("Role", f"{RELEASE}-operator", "team-a")["rules"]
+    assert _grants(rules, "kopf.dev", "kopfpeerings", "patch")
+    namespaced.one("KopfPeering", "mutask", "team-a")
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def test_trainer_role_only_patches_introduction_status(scenario: tuple[str, Rendered]) -> None:
+    name, rendered = scenario
+    roles = [r for r in rendered.of_kind("Role") if r["metadata"]["name"] == f"{RELEASE}-trainer"]
+    assert roles, f"no trainer Role in scenario {name}"
+    for role in roles:
+        assert role["rules"] == [
+            {"apiGroups": ["mutask.dev"], "resources": ["taskintroductions/status"],
+             "verbs": ["get", "patch"]}
+        ]
+        ns = role["metadata"]["namespace"]
+        rb = rendered.one("RoleBinding", f"{RELEASE}-trainer", ns)
+        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                 "name": f"{RELEASE}-trainer"}
+        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-trainer",
+                                   "namespace": ns}]
+        rendered.one("ServiceAccount", f"{RELEASE}-trainer", ns)
+
+
+def test_workload_identity_annotation(helm: str) -> None:
+    sa = render(helm).one("ServiceAccount", f"{RELEASE}-trainer", NAMESPACE)
+    assert "iam.gke.io/gcp-service-account" not in sa["metadata"].get("annotations", {})
+    sa = render(helm, SCENARIOS["workload-identity"]).one(
+        "ServiceAccount", f"{RELEASE}-trainer", NAMESPACE
+    )
+    assert sa["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": WI_GSA}
+    everything = render(helm, SCENARIOS["everything"])
+    for ns in ("team-a", "team-c"):
+        ann = everything.one("ServiceAccount", f"{RELEASE}-trainer", ns)["metadata"]["annotations"]
+        assert ann == {"iam.gke.io/gcp-service-account": WI_GSA, "example.com/owner": "ml"}
+    # The operator's own ServiceAccount never gets the trainer's Google identity.
+    op_sa = everything.one("ServiceAccount", f"{RELEASE}-operator", NAMESPACE)
+    assert "iam.gke.io/gcp-service-account" not in op_sa["metadata"].get("annotations", {})
+
+
+@pytest.mark.parametrize("variant", ["cpu", "cuda", "tpu"])
+def test_trainer_image_variant(helm: str, variant: str) -> None:
+    rendered = render(helm, {"trainer": {"image": {"variant": variant}}})
+    env = {e["name"]: e.get("value") for e in containers(rendered)[0]["env"]}
+    assert env["MUTASK_TRAINER_IMAGE"] == f"ghcr.io/mutask/mutask-trainer:0.1.0-{variant}"
+
+
+# ------------------------------------------------------------------------ monitoring
+
+
+def test_monitoring_is_off_by_default(helm: str) -> None:
+    rendered = render(helm)
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        assert not rendered.has(kind)
+
+
+def test_service_and_pod_monitors(helm: str) -> None:
+    rendered = render(helm, MONITORING)
+    sm = rendered.one("ServiceMonitor")
+    svc = rendered.one("Service", f"{RELEASE}-metrics")
+    assert sm["metadata"]["labels"]["release"] == "kps"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
+    pm = rendered.one("PodMonitor")
+    assert pm["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "trainer"}}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+    # The operator's pods are not trainer pods.
+    op_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert op_labels["app.kubernetes.io/component"] == "operator"
+    pr = rendered.one("PrometheusRule")
+    alerts = {r["alert"]: r for g in pr["spec"]["groups"] for r in g["rules"]}
+    assert {"MutaskOperatorDown", "MutaskReconcileErrors", "MutaskIntroductionsFailing",
+            "MutaskTrainerStalled"} <= set(alerts)
+    assert all(a["labels"]["team"] == "ml" for a in alerts.values())
+    assert f'job="{RELEASE}-metrics"' in alerts["MutaskOperatorDown"]["expr"]
+
+
+def test_dashboard_configmap(helm: str) -> None:
+    rendered = render(helm)
+    cm = rendered.one("ConfigMap", f"{RELEASE}-dashboard", NAMESPACE)
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    on_disk = json.loads((CHART_DIR / "dashboards" / "mutask.json").read_text())
+    assert json.loads(cm["data"]["mutask.json"]) == on_disk
+    moved = render(helm, SCENARIOS["everything"]).one("ConfigMap", f"{RELEASE}-dashboard")
+    assert moved["metadata"]["namespace"] == "monitoring"
+    assert moved["metadata"]["annotations"]["grafana_folder"] == "ML"
+    off = render(helm, {"grafana": {"dashboard": {"enabled": False}}})
+    assert not off.of_kind("ConfigMap")

@@ -1,0 +1,78 @@
+"""Choosing the accelerator: torch-xla when PJRT_DEVICE is set and importable, CUDA, else CPU."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The device to train on, its kind, how many there are, and the autocast dtype."""
+
+    device: torch.device
+    kind: str
+    count: int
+    autocast: torch.dtype | None
+
+    def describe(self) -> str:
+        amp = f", autocast {self.autocast}" if self.autocast else ""
+        return f"{self.kind} ({self.device}, {self.count} device(s){amp})"
+
+
+def _xla_device(import_module: Callable[[str], object]) -> torch.device | None:
+    try:
+        xla = import_module("torch_xla")
+    except ImportError:
+        return None
+    device_fn = getattr(xla, "device", None)
+    if callable(device_fn):
+        dev = device_fn()
+        return dev if isinstance(dev, torch.device) else torch.device(str(dev))
+    xm = import_module("torch_xla.core.xla_model")
+    return torch.device(str(xm.xla_device()))  # type: ignore[attr-defined]
+
+
+def select_device(
+    preference: str = "auto",
+    precision: str = "auto",
+    *,
+    env: Mapping[str, str] | None = None,
+    import_module: Callable[[str], object] = importlib.import_module,
+    cuda_available: Callable[[], bool] = torch.cuda.is_available,
+) -> DeviceChoice:
+    """Pick the device for ``preference`` (auto|cpu|cuda[:N]|xla) and the autocast dtype.
+
+    ``auto`` takes XLA when ``PJRT_DEVICE`` is set and torch_xla imports, else CUDA when
+    available, else CPU. bf16 autocast is used on XLA and on CUDA with bf16 support when
+    precision is ``auto``; CPU trains in float32 unless ``bfloat16`` is asked for.
+    """
+    env = os.environ if env is None else env
+    kind, device = "cpu", torch.device("cpu")
+    if preference in ("auto", "xla") and env.get("PJRT_DEVICE"):
+        xla = _xla_device(import_module)
+        if xla is not None:
+            kind, device = "xla", xla
+        elif preference == "xla":
+            raise RuntimeError("device=xla: torch_xla is not importable (install mutask[tpu])")
+    elif preference == "xla":
+        raise RuntimeError("device=xla: PJRT_DEVICE is not set (e.g. PJRT_DEVICE=TPU)")
+    if kind == "cpu" and (preference == "auto" or preference.startswith("cuda")):
+        if cuda_available():
+            kind, device = "cuda", torch.device(preference if preference != "auto" else "cuda")
+        elif preference.startswith("cuda"):
+            raise RuntimeError(f"device={preference}: CUDA is not available")
+    count = torch.cuda.device_count() if kind == "cuda" else 1
+    if precision == "float32":
+        amp = None
+    elif precision == "bfloat16":
+        amp = torch.bfloat16
+    elif kind == "xla" or (kind == "cuda" and torch.cuda.is_bf16_supported()):
+        amp = torch.bfloat16
+    else:
+        amp = None
+    return DeviceChoice(device, kind, count, amp)
