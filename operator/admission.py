@@ -60,14 +60,19 @@ def admit(me: Peer, peers: Iterable[Peer], max_concurrent: int) -> tuple[bool, s
     active = [p for p in others if p.phase in api.ACTIVE]
     for p in active:
         if p.task == me.task:
-            return False, f"task {me.task} is being introduced by {p.name}; waiting for it to finish"
+            return (
+                False,
+                f"task {me.task} is being introduced by {p.name}; waiting for it to finish",
+            )
     for p in others:
         if p.task == me.task and p.waiting and p.order < me.order:
             return False, f"an older introduction of task {me.task} ({p.name}) goes first"
     if len(active) >= max_concurrent:
         return False, f"the system runs {len(active)}/{max_concurrent} introductions; waiting"
     busy_tasks = {p.task for p in active}
-    ahead = {p.task for p in others if p.waiting and p.order < me.order and p.task not in busy_tasks}
+    ahead = {
+        p.task for p in others if p.waiting and p.order < me.order and p.task not in busy_tasks
+    }
     if len(active) + len(ahead) >= max_concurrent:
         return False, f"{len(ahead)} older introduction(s) of this system go first"
     return True, ""

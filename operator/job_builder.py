@@ -42,7 +42,9 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def placement(accel: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, Any]]:
+def placement(
+    accel: Mapping[str, Any],
+) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, Any]]:
     """(nodeSelector, tolerations, extra device resources) for an accelerator block."""
     selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
@@ -52,17 +54,13 @@ def placement(accel: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, 
         gpu = _sub(accel, "gpu")
         selector[api.GKE_ACCELERATOR] = str(gpu.get("type"))
         devices[api.GPU_RESOURCE] = int(gpu.get("count", 1))
-        tolerations.append(
-            {"key": api.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        )
+        tolerations.append({"key": api.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     elif kind == "tpu":
         tpu = _sub(accel, "tpu")
         selector[api.GKE_TPU_ACCELERATOR] = str(tpu.get("accelerator"))
         selector[api.GKE_TPU_TOPOLOGY] = str(tpu.get("topology"))
         devices[api.TPU_RESOURCE] = int(tpu.get("chips", 4))
-        tolerations.append(
-            {"key": api.TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        )
+        tolerations.append({"key": api.TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     if accel.get("spot"):
         selector[api.GKE_SPOT] = "true"
         tolerations.append(
@@ -172,6 +170,9 @@ def build_job(
         pod_spec["tolerations"] = tolerations
 
     owner = system if bootstrap_root else intro
+    annotations = {api.ANNOTATION_TASK: task}
+    if not bootstrap_root:
+        annotations[api.LABEL_INTRODUCTION] = str(m.get("name"))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -179,7 +180,7 @@ def build_job(
             "name": name,
             "namespace": namespace,
             "labels": job_labels,
-            "annotations": {api.ANNOTATION_TASK: task},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
@@ -193,7 +194,10 @@ def build_job(
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {"kubectl.kubernetes.io/default-container": api.CONTAINER_NAME},
+                    "annotations": {
+                        **annotations,
+                        "kubectl.kubernetes.io/default-container": api.CONTAINER_NAME,
+                    },
                 },
                 "spec": pod_spec,
             },

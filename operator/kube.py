@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -55,6 +56,17 @@ def core_path(namespace: str, plural: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
+def load_client_config() -> client.Configuration:
+    """Load in-cluster credentials, else the kubeconfig named by $KUBECONFIG (read now, not at
+    import time as the client's default does), else ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
+    return client.Configuration.get_default_copy()
+
+
 class Kube:
     """Synchronous JSON access to the API server (thread-safe: one urllib3 pool)."""
 
@@ -65,11 +77,7 @@ class Kube:
     @classmethod
     def from_environment(cls) -> Kube:
         """In-cluster service account, else $KUBECONFIG / ~/.kube/config."""
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        cfg = client.Configuration.get_default_copy()
+        cfg = load_client_config()
         cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 32)
         return cls(client.ApiClient(cfg))
 
@@ -93,7 +101,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         resp = self.api_client.call_api(*params, _request_timeout=self.timeout)
-        data = resp.read()
+        data = resp.read()  # type: ignore[no-untyped-call]
         text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= resp.status < 300:
             raise KubeError(resp.status, str(resp.reason), text)
@@ -142,14 +150,19 @@ class Kube:
         return True
 
     def list(self, path: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        query = (
+            {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        )
         result = self.request("GET", path, query=query) or {}
         items = [i for i in result.get("items") or [] if isinstance(i, dict)]
         if labels:
             items = [
                 i
                 for i in items
-                if all((i.get("metadata") or {}).get("labels", {}).get(k) == v for k, v in labels.items())
+                if all(
+                    (i.get("metadata") or {}).get("labels", {}).get(k) == v
+                    for k, v in labels.items()
+                )
             ]
         return items
 

@@ -81,7 +81,9 @@ def decide(ctx: Context, ti: dict[str, Any]) -> Decision:
             elif not spec(job).get("suspend"):
                 ctx.kube.merge_patch(job_path(ns, jname), {"spec": {"suspend": True}})
             ctx.claims.release(key, name)
-            return Decision(api.SUSPENDED, "suspended by spec.suspend; the trainer checkpoints", jname)
+            return Decision(
+                api.SUSPENDED, "suspended by spec.suspend; the trainer checkpoints", jname
+            )
         if phase == api.SUSPENDED:  # resume a Job we suspended: admission applies again
             ok, why, _ = _admit(ctx, ti)
             if not ok:

@@ -47,7 +47,9 @@ def probe_gcs(bucket_name: str, prefix: str) -> ProbeResult:
     except Exception as err:
         return ProbeResult(False, True, f"gs://{bucket_name}: {type(err).__name__}: {err}")
     empty = not blobs
-    return ProbeResult(True, empty, f"gs://{bucket_name}/{prefix} is {'empty' if empty else 'in use'}")
+    return ProbeResult(
+        True, empty, f"gs://{bucket_name}/{prefix} is {'empty' if empty else 'in use'}"
+    )
 
 
 class StorageProber:

@@ -30,39 +30,67 @@ DEFAULT_STORE = "mutask-store"
 
 def _add_common(p: argparse.ArgumentParser, store: bool = True) -> None:
     if store:
-        p.add_argument("--store", default=DEFAULT_STORE,
-                       help="system storage: a folder, file:// or gs://bucket/prefix "
-                            f"(default: ./{DEFAULT_STORE})")
+        p.add_argument(
+            "--store",
+            default=DEFAULT_STORE,
+            help="system storage: a folder, file:// or gs://bucket/prefix "
+            f"(default: ./{DEFAULT_STORE})",
+        )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | xla (default: auto)")
 
 
 def _introduce_parser(sub: Any) -> None:
-    p = sub.add_parser("introduce", help="run one task iteration (what trainer pods run)",
-                       description="Introduce a task into the system, or revisit it: evolve "
-                       "candidates, train them, publish the best path, verify no forgetting.")
+    p = sub.add_parser(
+        "introduce",
+        help="run one task iteration (what trainer pods run)",
+        description="Introduce a task into the system, or revisit it: evolve "
+        "candidates, train them, publish the best path, verify no forgetting.",
+    )
     _add_common(p)
-    p.add_argument("--config", type=Path, help="JSON config file (IntroduceConfig); flags "
-                   "below are ignored when given, except --store/--seed/--device if set")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="JSON config file (IntroduceConfig); flags "
+        "below are ignored when given, except --store/--seed/--device if set",
+    )
     p.add_argument("--task", help="task name, e.g. digits or private:my-task")
-    p.add_argument("--dataset", default="digits",
-                   help="digits | mnist | fashion_mnist | path/URI of .npz (default: digits)")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits | mnist | fashion_mnist | path/URI of .npz (default: digits)",
+    )
     p.add_argument("--labels", help="comma-separated label subset, e.g. 0,1,2")
     p.add_argument("--transform", help="rot90 | rot180 | flip_lr | flip_ud | transpose | invert")
     p.add_argument("--generations", type=int, default=BudgetConfig.generations)
     p.add_argument("--candidates", type=int, default=BudgetConfig.candidates)
-    p.add_argument("--rounds", type=int, default=BudgetConfig.validation_rounds,
-                   help="validation rounds per candidate")
-    p.add_argument("--steps", type=int, default=BudgetConfig.steps_per_round,
-                   help="training steps per validation round")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=BudgetConfig.validation_rounds,
+        help="validation rounds per candidate",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=BudgetConfig.steps_per_round,
+        help="training steps per validation round",
+    )
     p.add_argument("--batch-size", type=int, default=BudgetConfig.batch_size)
-    p.add_argument("--size-scale", type=float, default=SearchConfig.size_scale,
-                   help="s in score = quality * s**(params/P_root); 1 = no size penalty")
+    p.add_argument(
+        "--size-scale",
+        type=float,
+        default=SearchConfig.size_scale,
+        help="s in score = quality * s**(params/P_root); 1 = no size penalty",
+    )
     p.add_argument("--preset", default=ModelConfig.preset, help="root ViT preset (bootstrap)")
     p.add_argument("--image-size", type=int, default=ModelConfig.image_size)
     p.add_argument("--weights", help="pretrained root weights (.safetensors/.npz; bootstrap)")
-    p.add_argument("--bootstrap-root", action="store_true",
-                   help="create the root model first if the store has none")
+    p.add_argument(
+        "--bootstrap-root",
+        action="store_true",
+        help="create the root model first if the store has none",
+    )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--no-verify", action="store_true", help="skip the no-forgetting check")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,13 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job: bootstrap a root, introduce tasks, verify",
-                       description="Bootstrap a root on built-in data, introduce several tasks, "
-                       "revisit one, verify no forgetting, print a table and write a report.")
+    p = sub.add_parser(
+        "demo",
+        help="the main job: bootstrap a root, introduce tasks, verify",
+        description="Bootstrap a root on built-in data, introduce several tasks, "
+        "revisit one, verify no forgetting, print a table and write a report.",
+    )
     _add_common(p, store=False)
     p.add_argument("--store", default="mutask-demo/store", help="(default: mutask-demo/store)")
-    p.add_argument("--report", type=Path, default=Path("mutask-demo/report"),
-                   help="report folder (default: mutask-demo/report)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=Path("mutask-demo/report"),
+        help="report folder (default: mutask-demo/report)",
+    )
     p.add_argument("--quick", action="store_true", help="a much smaller budget (tests, smoke)")
     p.add_argument("--fresh", action="store_true", help="delete an existing demo store first")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -109,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gc", help="delete blobs no published manifest references")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
-    p.add_argument("--grace-seconds", type=float, default=3600.0,
-                   help="never delete blobs younger than this (default: 3600)")
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=3600.0,
+        help="never delete blobs younger than this (default: 3600)",
+    )
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -126,6 +165,8 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
         cfg = IntroduceConfig.from_json(text)
         if args.store != DEFAULT_STORE:
             cfg.store = args.store
+        if args.seed != 0:  # the help promises --seed overrides the file when given
+            cfg.seed = args.seed
         return cfg.validate()
     if not args.task:
         raise ConfigError("--task", None, "required (or give --config FILE)")
@@ -139,9 +180,13 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
         task=args.task,
         dataset=DatasetConfig(source=args.dataset, labels=labels, transform=args.transform),
         store=args.store,
-        budget=BudgetConfig(generations=args.generations, candidates=args.candidates,
-                            validation_rounds=args.rounds, steps_per_round=args.steps,
-                            batch_size=args.batch_size),
+        budget=BudgetConfig(
+            generations=args.generations,
+            candidates=args.candidates,
+            validation_rounds=args.rounds,
+            steps_per_round=args.steps,
+            batch_size=args.batch_size,
+        ),
         search=SearchConfig(size_scale=args.size_scale),
         model=ModelConfig(preset=args.preset, image_size=args.image_size, weights=args.weights),
         seed=args.seed,

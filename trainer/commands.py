@@ -44,10 +44,12 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
     if reporter is not None:
         sinks.append(reporter)
     device = select_device(cfg.device, cfg.precision)
-    engine = Engine(SystemStore.open(cfg.store), device, sinks=sinks, should_stop=stop,
-                    progress_bars=not quiet)
-    print(f"mutask: task {cfg.task} on {device.describe()}, store {engine.store.uri}",
-          file=sys.stderr)
+    engine = Engine(
+        SystemStore.open(cfg.store), device, sinks=sinks, should_stop=stop, progress_bars=not quiet
+    )
+    print(
+        f"mutask: task {cfg.task} on {device.describe()}, store {engine.store.uri}", file=sys.stderr
+    )
     try:
         if cfg.bootstrap_root and engine.store.read_manifest(ROOT_TASK) is None:
             bootstrap_root(engine, cfg)
@@ -55,18 +57,27 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
                 return EXIT_OK
         out = engine.introduce(cfg, verify=verify)
     except Interrupted:
-        print("mutask: stopped by signal; finished generations are checkpointed",
-              file=sys.stderr)
+        print("mutask: stopped by signal; finished generations are checkpointed", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     except FencedError as err:
         print(f"mutask: fenced: {err}", file=sys.stderr)
         return EXIT_FENCED
     bad = [v for v in out.verifications if not v.ok]
     m = out.manifest
-    print(dump({"task": out.task, "iteration": out.iteration, "path": out.best.id,
-                "score": m["score"], "test_accuracy": m["test_accuracy"],
-                "params": m["params"], "seconds": round(out.seconds, 1),
-                "no_forgetting_verified": not bad}))
+    print(
+        dump(
+            {
+                "task": out.task,
+                "iteration": out.iteration,
+                "path": out.best.id,
+                "score": m["score"],
+                "test_accuracy": m["test_accuracy"],
+                "params": m["params"],
+                "seconds": round(out.seconds, 1),
+                "no_forgetting_verified": not bad,
+            }
+        )
+    )
     if bad:
         print(f"mutask: FORGETTING DETECTED in {[v.task for v in bad]}", file=sys.stderr)
         return EXIT_FAILED
@@ -77,8 +88,9 @@ def cmd_introduce(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.device != "auto":
         cfg.device = args.device
-    return run_introduction(cfg, quiet=getattr(args, "quiet", False),
-                            verify=not getattr(args, "no_verify", False))
+    return run_introduction(
+        cfg, quiet=getattr(args, "quiet", False), verify=not getattr(args, "no_verify", False)
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -91,15 +103,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     store = SystemStore.open(args.store)
     manifests = store.manifests()
     if not manifests:
-        print(f"{store.uri}: empty store (run `mutask demo` or `mutask introduce "
-              "--bootstrap-root ...`)")
+        print(
+            f"{store.uri}: empty store (run `mutask demo` or `mutask introduce "
+            "--bootstrap-root ...`)"
+        )
         return EXIT_OK
     system = system_from_manifests(manifests)
     rows = task_rows(system, manifests)
     if args.json:
-        print(dump({"store": store.uri, "tasks": rows,
+        print(
+            dump(
+                {
+                    "store": store.uri,
+                    "tasks": rows,
                     "components": len(system.components),
-                    "total_params": sum(c.num_params for c in system.components.values())}))
+                    "total_params": sum(c.num_params for c in system.components.values()),
+                }
+            )
+        )
     else:
         print(system_table(system, manifests))
     return EXIT_OK
@@ -116,8 +137,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = {}
     for task in tasks:
         if task not in manifests:
-            print(f"mutask: error: task {task!r} is not in {engine.store.uri} "
-                  f"(known: {sorted(manifests)})", file=sys.stderr)
+            print(
+                f"mutask: error: task {task!r} is not in {engine.store.uri} "
+                f"(known: {sorted(manifests)})",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
         m = manifests[task]
         data = engine.data.get(task, DatasetConfig(**m["dataset"]), int(m["shape"]["image_size"]))
@@ -132,9 +156,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     checks = engine.verify(args.tasks or None)
     for v in checks:
         status = "ok" if v.ok else "CHANGED"
-        print(f"{v.task:30s} {status:8s} hashes={'ok' if v.hashes_ok else v.bad_components} "
-              f"test={v.test_accuracy_now} (recorded {v.test_accuracy_recorded}) "
-              f"probe={v.probe_ok}")
+        print(
+            f"{v.task:30s} {status:8s} hashes={'ok' if v.hashes_ok else v.bad_components} "
+            f"test={v.test_accuracy_now} (recorded {v.test_accuracy_recorded}) "
+            f"probe={v.probe_ok}"
+        )
     return EXIT_OK if all(v.ok for v in checks) else EXIT_FAILED
 
 
@@ -147,14 +173,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     engine = _engine(args, args.store, quiet=True)
     _, manifests, pool = engine.load(args.seed)
     if args.task not in manifests:
-        print(f"mutask: error: task {args.task!r} is not in {engine.store.uri} "
-              f"(known: {sorted(manifests)})", file=sys.stderr)
+        print(
+            f"mutask: error: task {args.task!r} is not in {engine.store.uri} "
+            f"(known: {sorted(manifests)})",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     m = manifests[args.task]
     out = args.out or FsPath(f"{args.task.replace(':', '_')}.safetensors")
     model = pool.model(Path.from_dict(m["path"]))
-    save_exported(model, out, {"task": args.task, "path": m["path"]["id"],
-                               "num_classes": str(m["num_classes"])})
+    save_exported(
+        model,
+        out,
+        {"task": args.task, "path": m["path"]["id"], "num_classes": str(m["num_classes"])},
+    )
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()):,} params)")
     return EXIT_OK
 
@@ -163,6 +195,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     store = SystemStore.open(args.store)
     report = collect_garbage(store, grace_seconds=args.grace_seconds, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {len(report.deleted)} blob(s), {report.bytes_freed:,} bytes; kept "
-          f"{report.kept} referenced, {len(report.too_young)} too young")
+    print(
+        f"{verb} {len(report.deleted)} blob(s), {report.bytes_freed:,} bytes; kept "
+        f"{report.kept} referenced, {len(report.too_young)} too young"
+    )
     return EXIT_OK

@@ -175,7 +175,7 @@ T = TypeVar("T")
 
 def _build(cls: type[T], data: Any, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise ConfigError(prefix or "<config>", data, "must be an object")
+        raise ConfigError(prefix.rstrip(".") or "<config>", data, "must be an object")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:

@@ -39,17 +39,47 @@ TASKS: dict[str, DatasetConfig] = {
 REVISIT = "digits"
 
 
-def demo_configs(store: str, seed: int, quick: bool) -> tuple[IntroduceConfig, list[IntroduceConfig]]:
+def demo_configs(
+    store: str, seed: int, quick: bool
+) -> tuple[IntroduceConfig, list[IntroduceConfig]]:
     """The root's bootstrap config and one config per task visit (revisit last)."""
-    budget = BudgetConfig(generations=3, candidates=4, validation_rounds=2, steps_per_round=40,
-                          batch_size=64, max_validation_examples=1000)
+    budget = BudgetConfig(
+        generations=3,
+        candidates=4,
+        validation_rounds=2,
+        steps_per_round=40,
+        batch_size=64,
+        max_validation_examples=1000,
+    )
     if quick:
-        budget = BudgetConfig(generations=1, candidates=2, validation_rounds=1,
-                              steps_per_round=8, batch_size=32, max_validation_examples=200)
-    base = IntroduceConfig(task="mnist", dataset=ROOT, store=store, budget=budget,
-                           search=SearchConfig(size_scale=0.9), seed=seed,
-                           model=ModelConfig(preset="mu-tiny", image_size=16), device="cpu")
-    root = replace(base, budget=replace(budget, steps_per_round=budget.steps_per_round * 3))
+        budget = BudgetConfig(
+            generations=1,
+            candidates=2,
+            validation_rounds=1,
+            steps_per_round=8,
+            batch_size=32,
+            max_validation_examples=200,
+        )
+    base = IntroduceConfig(
+        task="mnist",
+        dataset=ROOT,
+        store=store,
+        budget=budget,
+        search=SearchConfig(size_scale=0.9),
+        seed=seed,
+        model=ModelConfig(preset="mu-tiny", image_size=16),
+        device="cpu",
+    )
+    # the root trains from scratch: 3 rounds x 200 steps (quick: 1 x 24)
+    root = replace(
+        base,
+        budget=replace(
+            budget,
+            generations=1,
+            validation_rounds=3 if not quick else 1,
+            steps_per_round=200 if not quick else 24,
+        ),
+    )
     schedule = [*round_robin(list(TASKS)), Visit(REVISIT, 1)]
     return root, [replace(base, task=v.task, dataset=TASKS[v.task]) for v in schedule]
 
@@ -65,8 +95,10 @@ def run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     timeline: list[dict[str, object]] = []
     if engine.store.read_manifest(ROOT_TASK) is None:
-        print(f"[1/{len(visits) + 1}] bootstrapping the root ViT ({root_cfg.model.preset}) "
-              f"on {root_cfg.dataset.source}, fully trainable")
+        print(
+            f"[1/{len(visits) + 1}] bootstrapping the root ViT ({root_cfg.model.preset}) "
+            f"on {root_cfg.dataset.source}, fully trainable"
+        )
         bootstrap_root(engine, root_cfg)
     else:
         print("root found in the store: skipping bootstrap (use --fresh to start over)")
@@ -74,32 +106,42 @@ def run_demo(args: argparse.Namespace) -> int:
     done = set(engine.store.tasks())
     for i, cfg in enumerate(visits, start=2):
         revisit = cfg.task in done
-        print(f"[{i}/{len(visits) + 1}] {'revisiting' if revisit else 'introducing'} "
-              f"{cfg.task} ({cfg.dataset.source})")
+        print(
+            f"[{i}/{len(visits) + 1}] {'revisiting' if revisit else 'introducing'} "
+            f"{cfg.task} ({cfg.dataset.source})"
+        )
         out = engine.introduce(cfg)
         done.add(cfg.task)
         bad = [v.task for v in out.verifications if not v.ok]
         all_ok &= not bad
-        print(f"    best {out.best.id}: val {out.best.quality:.4f}, test "
-              f"{out.manifest['test_accuracy']:.4f}, +{out.manifest['params']['added']:,} "
-              f"params; no-forgetting check on {len(out.verifications)} task(s): "
-              f"{'OK' if not bad else 'CHANGED ' + str(bad)}")
+        print(
+            f"    best {out.best.id}: val {out.best.quality:.4f}, test "
+            f"{out.manifest['test_accuracy']:.4f}, +{out.manifest['params']['added']:,} "
+            f"params; no-forgetting check on {len(out.verifications)} task(s): "
+            f"{'OK' if not bad else 'CHANGED ' + str(bad)}"
+        )
         manifests = engine.store.manifests()
-        timeline.append({
-            "step": f"{'revisit' if revisit else 'add'} {cfg.task}",
-            "total_params": sum(c.num_params
-                                for c in system_from_manifests(manifests).components.values()),
-            "tasks": len(manifests) - 1,
-        })
+        timeline.append(
+            {
+                "step": f"{'revisit' if revisit else 'add'} {cfg.task}",
+                "total_params": sum(
+                    c.num_params for c in system_from_manifests(manifests).components.values()
+                ),
+                "tasks": len(manifests) - 1,
+            }
+        )
     final = engine.verify()
     all_ok &= all(v.ok for v in final)
     manifests = engine.store.manifests()
     system = system_from_manifests(manifests)
     print()
     print(system_table(system, manifests))
-    print(f"\nno forgetting: every task's frozen tensors hash-identical and test accuracy "
-          f"re-evaluated bit-identical: {'VERIFIED' if all_ok else 'FAILED'}")
-    report = write_report(args.report, system, manifests, timeline, final,
-                          seconds=time.perf_counter() - started)
+    print(
+        f"\nno forgetting: every task's frozen tensors hash-identical and test accuracy "
+        f"re-evaluated bit-identical: {'VERIFIED' if all_ok else 'FAILED'}"
+    )
+    report = write_report(
+        args.report, system, manifests, timeline, final, seconds=time.perf_counter() - started
+    )
     print(f"report: {report}  (total {time.perf_counter() - started:.0f} s)")
     return EXIT_OK if all_ok else EXIT_FAILED

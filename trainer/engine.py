@@ -30,13 +30,15 @@ from mutask.trainer.evolution import (
 )
 from mutask.trainer.evolution.hparams import SearchSpace
 from mutask.trainer.forgetting import Verification, probe_sha256, verify_task
+from mutask.trainer.generation import candidate_spec, train_generation
 from mutask.trainer.manifest import build_manifest
 from mutask.trainer.pool import ComponentPool
 from mutask.trainer.runtime.device import DeviceChoice
-from mutask.trainer.store.objects import PreconditionFailed
+from mutask.trainer.store.lease import Lease, LeaseLost, new_holder_id
+from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
 from mutask.trainer.taskdata import DeviceTask, TaskDataCache
-from mutask.trainer.training import Interrupted, TrainSettings, evaluate, train_candidate
+from mutask.trainer.training import TrainSettings, evaluate
 
 ProgressSink = Callable[[Mapping[str, object]], None]
 
@@ -76,8 +78,10 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
         progress_bars: bool = True,
         log: Callable[[str], None] = print,
+        lockstep: bool = True,
     ) -> None:
         self.store = store
+        self.lockstep = lockstep  # False: train candidates one by one (the reference way)
         self.device = device
         self.sinks = list(sinks)
         self.should_stop = should_stop
@@ -128,12 +132,34 @@ class Engine:
 
     # -- one task iteration ----------------------------------------------------------------
     def introduce(self, cfg: IntroduceConfig, *, verify: bool = True) -> IntroductionOutcome:
-        """Introduce (or revisit) ``cfg.task``: evolve, train, publish, verify the others."""
+        """Introduce (or revisit) ``cfg.task``: evolve, train, publish, verify the others.
+
+        Runs holding the task's lease (fencing): FencedError if another writer holds it, or
+        takes it over while this run goes on (then this run stops at its next step).
+        """
+        lease = Lease(open_object_store(self.store.uri), cfg.task,
+                      holder=new_holder_id(cfg.agent_id), log=self.log)
+        outer = self.should_stop
+        try:
+            with lease:
+                self.should_stop = lambda: lease.check() or bool(outer is not None and outer())
+                return self._introduce(cfg, lease, verify=verify)
+        except LeaseLost as err:
+            raise FencedError(str(err)) from err
+        finally:
+            self.should_stop = outer
+
+    def _introduce(self, cfg: IntroduceConfig, lease: Lease, *, verify: bool) -> (
+        IntroductionOutcome
+    ):
         started = time.perf_counter()
         system, manifests, pool = self.load(cfg.seed)
         previous = self.store.read_manifest(cfg.task)
         expected = previous[1] if previous else 0
         iteration = int(previous[0]["iteration"]) + 1 if previous else 0
+        landed = self._already_published(cfg, previous, verify=verify, started=started)
+        if landed is not None:
+            return landed
         data = self.task_data(cfg, system.shape.image_size)
         val = (data.validation[0][: cfg.budget.max_validation_examples],
                data.validation[1][: cfg.budget.max_validation_examples])
@@ -158,12 +184,13 @@ class Engine:
             trained += self._generation(cfg, it, pool, data, val, settings)
             for cid in it.end_generation():
                 pool.drop([cid])
+            lease.confirm()  # a fenced-off writer must not overwrite the new holder's state
             self._checkpoint(cfg, it, pool, _fingerprint(cfg, expected))
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
         manifest = self._publish(cfg, system, it, result, pool, data, manifests, expected,
-                                 previous[0] if previous else None, started)
+                                 previous[0] if previous else None, started, lease=lease)
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
         ok = all(v.ok for v in verifications)
         self.emit(event="verified", no_forgetting_verified=ok, tasks_checked=len(verifications))
@@ -189,23 +216,26 @@ class Engine:
                    desc=f"{cfg.task} it{it.iteration} gen {gen + 1}/{cfg.budget.generations}",
                    disable=not self.progress_bars, dynamic_ncols=True)
         with bar:
-            for k in range(cfg.budget.candidates):
-                if self.should_stop is not None and self.should_stop():
-                    raise Interrupted("stop requested between candidates")
-                plan = it.propose(k, data_hp)
-                own = [pool.materialize(n) for n in plan.new]
-                model = pool.model(plan.path)
-                batches = iter(BatchStream(data.train[0], data.train[1],
-                                           cfg.budget.batch_size, stream_seed, augmenter))
-                result, momentum = train_candidate(
-                    model, own, [pool.momentum[c] for c in plan.trainable_ids], plan.path.hparams,
-                    batches, val, lambda q, p=plan.path: it.breakdown(p, q).score,
-                    it.bar(plan.path), settings,
-                    on_step=lambda _s: bar.update(1), should_stop=self.should_stop,
-                )
+            # As in the reference, all K children of a generation are proposed from the
+            # population as it stands at the generation's start, then trained.
+            plans = [it.propose(k, data_hp) for k in range(cfg.budget.candidates)]
+            specs = [candidate_spec(pool, plan, _score_fn(it, plan.path), it.bar(plan.path))
+                     for plan in plans]
+
+            def tick(_step: int) -> None:
+                bar.update(1)
+
+            trained = train_generation(
+                specs,
+                lambda: iter(BatchStream(data.train[0], data.train[1], cfg.budget.batch_size,
+                                         stream_seed, augmenter)),
+                val, settings, lockstep=self.lockstep, on_step=tick,
+                should_stop=self.should_stop,
+            )
+            for k, (plan, (result, momentum)) in enumerate(zip(plans, trained, strict=True)):
                 joined = False
                 if result.quality is not None:
-                    scored, joined = it.report(plan.path, result.quality)
+                    _, joined = it.report(plan.path, result.quality)
                 if joined:
                     for cid, mom in zip(plan.trainable_ids, momentum, strict=True):
                         pool.momentum[cid] = mom
@@ -250,6 +280,25 @@ class Engine:
             pool.load(it.pending[cid], blob, frozen=False)
         self.log(f"task {cfg.task}: resumed at generation {it.generation}")
 
+    def _already_published(
+        self, cfg: IntroduceConfig, previous: tuple[dict[str, Any], int] | None, *,
+        verify: bool, started: float,
+    ) -> IntroductionOutcome | None:
+        """The outcome of a killed run whose manifest landed before it cleared its resume."""
+        saved = self.store.load_resume(cfg.task)
+        if previous is None or saved is None:
+            return None
+        manifest = previous[0]
+        if manifest.get("run") is None or manifest.get("run") != saved.get("fingerprint"):
+            return None
+        self.store.clear_resume(cfg.task)
+        self.log(f"task {cfg.task}: iteration {manifest['iteration']} was already published "
+                 "by the interrupted run; not running it again")
+        verifications = self.verify(exclude=(cfg.task,)) if verify else []
+        return IntroductionOutcome(cfg.task, int(manifest["iteration"]),
+                                   Path.from_dict(manifest["path"]), manifest, verifications,
+                                   time.perf_counter() - started, 0)
+
     # -- publish -----------------------------------------------------------------------------
     def _publish(
         self,
@@ -263,6 +312,8 @@ class Engine:
         expected: int,
         previous: Mapping[str, Any] | None,
         started: float,
+        *,
+        lease: Lease | None = None,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         best = result.best
@@ -281,6 +332,9 @@ class Engine:
             device_kind=self.device.kind, known=it.known, previous=previous,
             seconds=time.perf_counter() - started,
         )
+        manifest["run"] = _fingerprint(cfg, expected)  # a restarted run sees this one landed
+        if lease is not None:
+            lease.confirm()  # fencing: CAS on the lease right before the manifest CAS
         try:
             gen = self.store.publish(cfg.task, manifest, expected=expected)
         except PreconditionFailed as err:
@@ -305,6 +359,11 @@ class Engine:
         _, manifests, pool = self.load()
         names = [t for t in (tasks or sorted(manifests)) if t not in exclude]
         return [verify_task(manifests[t], pool, self.data, self.device.kind) for t in names]
+
+
+def _score_fn(it: TaskIteration, path: Path) -> Callable[[float], float]:
+    """The score a validation quality gives ``path`` in this iteration."""
+    return lambda quality: it.breakdown(path, quality).score
 
 
 def _fingerprint(cfg: IntroduceConfig, expected: int) -> str:

@@ -112,7 +112,10 @@ class ComponentPool:
         module = self.modules[component_id]
         state = dict(module.state_dict())
         blob = self.store.put_component(state, self.momentum.get(component_id, {}))
-        entry = {**self.components[component_id].to_dict(), "blob": blob,
-                 "param_hash": param_hash(state)}
+        entry = {
+            **self.components[component_id].to_dict(),
+            "blob": blob,
+            "param_hash": param_hash(state),
+        }
         self.entries[component_id] = entry
         return entry

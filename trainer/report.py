@@ -9,11 +9,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mutask.trainer.evolution import ROOT_TASK, System  # noqa: E402
-from mutask.trainer.forgetting import Verification  # noqa: E402
-from mutask.trainer.summary import system_table, task_rows  # noqa: E402
+from mutask.trainer.evolution import ROOT_TASK, System
+from mutask.trainer.forgetting import Verification
+from mutask.trainer.summary import system_table, task_rows
 
 
 def plot_growth(timeline: Sequence[Mapping[str, Any]], root_params: int, out: Path) -> None:
@@ -52,18 +52,30 @@ def plot_sharing(system: System, out: Path) -> None:
         for name, cid in system.best[t].components:
             col = slots.index(name)
             placed.setdefault(cid, []).append((col, row))
-            ax.scatter(col, row, s=260, color=colours.get(creator[cid], "grey"),
-                       edgecolors="black", zorder=3)
+            ax.scatter(
+                col,
+                row,
+                s=260,
+                color=colours.get(creator[cid], "grey"),
+                edgecolors="black",
+                zorder=3,
+            )
     for points in placed.values():
         if len(points) > 1:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, color="black", linewidth=1.5, zorder=2)
-    ax.set_xticks(range(len(slots)), [s.replace("encoderblock_", "blk").replace(
-        "residual_adapter_", "adp") for s in slots], rotation=45, ha="right")
+    ax.set_xticks(
+        range(len(slots)),
+        [s.replace("encoderblock_", "blk").replace("residual_adapter_", "adp") for s in slots],
+        rotation=45,
+        ha="right",
+    )
     ax.set_yticks(range(len(tasks)), tasks)
     ax.invert_yaxis()
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=f"created by {t}")
-               for t, c in colours.items()]
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=c, label=f"created by {t}")
+        for t, c in colours.items()
+    ]
     ax.legend(handles=handles, bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
     ax.set_title("Component sharing (vertical lines join one shared component)")
     fig.tight_layout()
@@ -100,14 +112,23 @@ def write_report(
         "|---|---|---|---|---|",
     ]
     for v in verifications:
-        lines.append(f"| {v.task} | {'yes' if v.hashes_ok else 'NO'} | "
-                     f"{v.test_accuracy_recorded} | {v.test_accuracy_now} | {v.probe_ok} |")
+        lines.append(
+            f"| {v.task} | {'yes' if v.hashes_ok else 'NO'} | "
+            f"{v.test_accuracy_recorded} | {v.test_accuracy_now} | {v.probe_ok} |"
+        )
     lines += ["", "## Paths", ""]
     for row in task_rows(system, manifests):
-        lines.append(f"- **{row['task']}** `{row['path']}`: {row['layers']} blocks, "
-                     f"{row['adapters']} adapter(s), shares with {row['shares_with'] or 'none'}")
-    lines += ["", "![parameter growth](parameter_growth.png)", "",
-              "![component sharing](sharing_graph.png)", ""]
+        lines.append(
+            f"- **{row['task']}** `{row['path']}`: {row['layers']} blocks, "
+            f"{row['adapters']} adapter(s), shares with {row['shares_with'] or 'none'}"
+        )
+    lines += [
+        "",
+        "![parameter growth](parameter_growth.png)",
+        "",
+        "![component sharing](sharing_graph.png)",
+        "",
+    ]
     out = folder / "report.md"
     out.write_text("\n".join(lines))
     return out

@@ -46,8 +46,10 @@ def _fmt(value: Any, spec: str) -> str:
 
 def system_table(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> str:
     rows = task_rows(system, manifests)
-    head = (f"{'task':24s} {'it':>2s} {'val acc':>8s} {'test acc':>8s} {'added':>9s} "
-            f"{'shared':>9s} {'layers':>6s} {'adpt':>4s} {'time s':>7s}")
+    head = (
+        f"{'task':24s} {'it':>2s} {'val acc':>8s} {'test acc':>8s} {'added':>9s} "
+        f"{'shared':>9s} {'layers':>6s} {'adpt':>4s} {'time s':>7s}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -58,6 +60,8 @@ def system_table(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> 
         )
     total = sum(c.num_params for c in system.components.values())
     lines.append("-" * len(head))
-    lines.append(f"system: {len(system.tasks)} task(s) + root, {len(system.components)} "
-                 f"components, {total:,} parameters")
+    lines.append(
+        f"system: {len(system.tasks)} task(s) + root, {len(system.components)} "
+        f"components, {total:,} parameters"
+    )
     return "\n".join(lines)

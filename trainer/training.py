@@ -69,7 +69,7 @@ class CandidateResult:
 
 def lr_at(step: int, total: int, base: float, warmup_ratio: float) -> float:
     """Linear warmup then cosine decay to zero."""
-    warmup = max(1, int(round(total * warmup_ratio)))
+    warmup = max(1, round(total * warmup_ratio))
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -107,7 +107,9 @@ def momentum_of(opt: torch.optim.Optimizer, module: nn.Module) -> dict[str, torc
     return out
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:
+def _autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[None]:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -175,7 +177,7 @@ def train_candidate(
             with _autocast(x.device, settings.autocast):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             if settings.clip_norm:
                 torch.nn.utils.clip_grad_norm_(params, settings.clip_norm, foreach=True)
             opt.step()
@@ -191,7 +193,9 @@ def train_candidate(
         snapshot = score >= bar and (result.score is None or score > result.score)
         if snapshot:
             result.quality, result.score = quality, score
-            best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in trainable]
+            best_state = [
+                {k: v.detach().clone() for k, v in m.state_dict().items()} for m in trainable
+            ]
             best_momentum = [momentum_of(opt, m) for m in trainable]
         result.rounds.append(RoundResult(rnd, quality, score, snapshot))
     result.steps = step

@@ -178,8 +178,16 @@ def helm_template(
     kube_version: str = KUBE_VERSIONS[-1],
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    args = ["template", release, str(CHART_DIR), "--namespace", namespace,
-            "--kube-version", kube_version, "--include-crds"]
+    args = [
+        "template",
+        release,
+        str(CHART_DIR),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        kube_version,
+        "--include-crds",
+    ]
     path = None
     if values:
         path = write_values(values)
@@ -198,14 +206,18 @@ class Rendered:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.docs if d["kind"] == kind]
 
-    def one(self, kind: str, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    def one(
+        self, kind: str, name: str | None = None, namespace: str | None = None
+    ) -> dict[str, Any]:
         found = [
             d
             for d in self.of_kind(kind)
             if (name is None or d["metadata"]["name"] == name)
             and (namespace is None or d["metadata"].get("namespace") == namespace)
         ]
-        assert len(found) == 1, f"expected one {kind} {name or ''} {namespace or ''}, got {len(found)}"
+        assert len(found) == 1, (
+            f"expected one {kind} {name or ''} {namespace or ''}, got {len(found)}"
+        )
         return found[0]
 
     def has(self, kind: str) -> bool:
@@ -242,7 +254,9 @@ class Prometheus:
 
 
 @pytest.fixture(scope="session")
-def prometheus(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(
+    prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     """A real Prometheus server on 127.0.0.1 with an empty TSDB and nothing to scrape."""
     workdir = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
@@ -265,8 +279,10 @@ def prometheus(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) ->
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"prometheus exited with {proc.returncode}: "
-                            f"{(workdir / 'prometheus.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"prometheus exited with {proc.returncode}: "
+                    f"{(workdir / 'prometheus.log').read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
                     if resp.status == 200:

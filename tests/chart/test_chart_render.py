@@ -39,14 +39,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "watchNamespaces": ["team-a"],
             "peering": {"enabled": True, "priority": 10},
             "image": {"digest": "sha256:" + "a" * 64},
-            "extraArgs": ["--verbose"],
+            "verbose": True,
             "extraEnv": [{"name": "FOO", "value": "bar"}],
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             "priorityClassName": "system-cluster-critical",
         },
         "trainer": {
-            "image": {"variant": "tpu"},
+            "image": {"repository": "europe-docker.pkg.dev/p/r/trainer", "tag": "1.2.3"},
             "namespaces": ["team-a", "team-c"],
             "workloadIdentity": {"gcpServiceAccount": WI_GSA},
             "serviceAccount": {"annotations": {"example.com/owner": "ml"}},
@@ -66,11 +66,13 @@ def scenario(request: pytest.FixtureRequest, helm: str) -> tuple[str, Rendered]:
 
 def containers(rendered: Rendered) -> list[dict[str, Any]]:
     dep = rendered.one("Deployment")
-    return dep["spec"]["template"]["spec"]["containers"]
+    result: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"]
+    return result
 
 
 def operator_args(rendered: Rendered) -> list[str]:
-    return containers(rendered)[0]["args"]
+    args: list[str] = containers(rendered)[0]["args"]
+    return args
 
 
 # ------------------------------------------------------------------------------ lint
@@ -131,7 +133,12 @@ def test_names_are_unique_and_dns_safe(scenario: tuple[str, Rendered]) -> None:
     _, rendered = scenario
     seen = set()
     for doc in rendered.docs:
-        key = (doc["apiVersion"], doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+        key = (
+            doc["apiVersion"],
+            doc["kind"],
+            doc["metadata"].get("namespace"),
+            doc["metadata"]["name"],
+        )
         assert key not in seen, f"duplicate object {key}"
         seen.add(key)
         assert len(doc["metadata"]["name"]) <= 63
@@ -140,7 +147,14 @@ def test_names_are_unique_and_dns_safe(scenario: tuple[str, Rendered]) -> None:
 def test_monitoring_custom_resources_are_well_formed(scenario: tuple[str, Rendered]) -> None:
     """The monitoring.coreos.com objects use only fields of the Prometheus Operator's v1 API."""
     _, rendered = scenario
-    endpoint_keys = {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings"}
+    endpoint_keys = {
+        "port",
+        "path",
+        "interval",
+        "scrapeTimeout",
+        "relabelings",
+        "metricRelabelings",
+    }
     for sm in rendered.of_kind("ServiceMonitor"):
         assert sm["apiVersion"] == "monitoring.coreos.com/v1"
         assert set(sm["spec"]) <= {"namespaceSelector", "selector", "endpoints", "jobLabel"}
@@ -178,14 +192,20 @@ def test_operator_deployment_defaults(helm: str) -> None:
         "--liveness-port=8081",
         "--standalone",
     ]
-    assert c["image"] == "ghcr.io/mutask/mutask-operator:0.1.0"
+    assert c["image"] == "ghcr.io/mutask/operator:0.1.0"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "liveness": 8081}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["MUTASK_TRAINER_IMAGE"] == "ghcr.io/mutask/mutask-trainer:0.1.0-cpu"
+    # OperatorSettings.from_env reads MUTASK_<FIELD>.
+    assert env["MUTASK_TRAINER_IMAGE_CPU"] == "ghcr.io/mutask/trainer:0.1.0-cpu"
+    assert env["MUTASK_TRAINER_IMAGE_GPU"] == "ghcr.io/mutask/trainer:0.1.0-cuda"
+    assert env["MUTASK_TRAINER_IMAGE_TPU"] == "ghcr.io/mutask/trainer:0.1.0-tpu"
     assert env["MUTASK_TRAINER_SERVICE_ACCOUNT"] == f"{RELEASE}-trainer"
+    assert env["MUTASK_METRICS_PORT"] == "9090"
+    assert env["MUTASK_RUN_AS_USER"] == "65532"
+    assert env["MUTASK_IMAGE_PULL_POLICY"] == "IfNotPresent"
     assert pod["serviceAccountName"] == f"{RELEASE}-operator"
     # The selector is a subset of the pod labels, and the metrics Service selects the pod.
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -267,7 +287,11 @@ def test_operator_rbac(helm: str) -> None:
     assert not _grants(rules, "", "pods", "delete")
     # Least privilege: no wildcards, no secrets, no peering without peering.
     for rule in rules:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert (
+            "*" not in rule["verbs"]
+            and "*" not in rule["resources"]
+            and "*" not in rule["apiGroups"]
+        )
         assert "secrets" not in rule["resources"]
     assert not _grants(rules, "kopf.dev", "clusterkopfpeerings", "patch")
     crb = rendered.one("ClusterRoleBinding", f"{RELEASE}-operator")
@@ -279,7 +303,7 @@ def test_peering(helm: str) -> None:
     rendered = render(helm, SCENARIOS["peering-ha"])
     assert rendered.one("Deployment")["spec"]["replicas"] == 2
     args = operator_args(rendered)
-    assert "--peering=mutask" in args and "--priority=0" in args and "--standalone" not in args
+    assert "--peering-name=mutask" in args and "--priority=0" in args and "--standalone" not in args
     rules = rendered.one("ClusterRole", f"{RELEASE}-operator")["rules"]
     for verb in ("get", "list", "watch", "patch"):
         assert _grants(rules, "kopf.dev", "clusterkopfpeerings", verb)
@@ -301,15 +325,22 @@ def test_trainer_role_only_patches_introduction_status(scenario: tuple[str, Rend
     assert roles, f"no trainer Role in scenario {name}"
     for role in roles:
         assert role["rules"] == [
-            {"apiGroups": ["mutask.dev"], "resources": ["taskintroductions/status"],
-             "verbs": ["get", "patch"]}
+            {
+                "apiGroups": ["mutask.dev"],
+                "resources": ["taskintroductions/status"],
+                "verbs": ["get", "patch"],
+            }
         ]
         ns = role["metadata"]["namespace"]
         rb = rendered.one("RoleBinding", f"{RELEASE}-trainer", ns)
-        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                 "name": f"{RELEASE}-trainer"}
-        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-trainer",
-                                   "namespace": ns}]
+        assert rb["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": f"{RELEASE}-trainer",
+        }
+        assert rb["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{RELEASE}-trainer", "namespace": ns}
+        ]
         rendered.one("ServiceAccount", f"{RELEASE}-trainer", ns)
 
 
@@ -329,11 +360,18 @@ def test_workload_identity_annotation(helm: str) -> None:
     assert "iam.gke.io/gcp-service-account" not in op_sa["metadata"].get("annotations", {})
 
 
-@pytest.mark.parametrize("variant", ["cpu", "cuda", "tpu"])
-def test_trainer_image_variant(helm: str, variant: str) -> None:
-    rendered = render(helm, {"trainer": {"image": {"variant": variant}}})
-    env = {e["name"]: e.get("value") for e in containers(rendered)[0]["env"]}
-    assert env["MUTASK_TRAINER_IMAGE"] == f"ghcr.io/mutask/mutask-trainer:0.1.0-{variant}"
+def test_trainer_images_and_verbose(helm: str) -> None:
+    rendered = render(helm, SCENARIOS["everything"])
+    c = containers(rendered)[0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    for setting, variant in (("CPU", "cpu"), ("GPU", "cuda"), ("TPU", "tpu")):
+        assert env[f"MUTASK_TRAINER_IMAGE_{setting}"] == (
+            f"europe-docker.pkg.dev/p/r/trainer:1.2.3-{variant}"
+        )
+    assert c["image"] == "ghcr.io/mutask/operator@sha256:" + "a" * 64
+    assert env["FOO"] == "bar"
+    assert c["args"][-1] == "--verbose"
+    assert "--verbose" not in operator_args(render(helm))
 
 
 # ------------------------------------------------------------------------ monitoring
@@ -354,7 +392,13 @@ def test_service_and_pod_monitors(helm: str) -> None:
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
     pm = rendered.one("PodMonitor")
-    assert pm["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "trainer"}}
+    # The labels mutask.operator.objects.common_labels puts on trainer pods.
+    assert pm["spec"]["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/component": "trainer",
+            "app.kubernetes.io/managed-by": "mutask-operator",
+        }
+    }
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     assert pm["spec"]["namespaceSelector"] == {"any": True}
     # The operator's pods are not trainer pods.
@@ -362,8 +406,12 @@ def test_service_and_pod_monitors(helm: str) -> None:
     assert op_labels["app.kubernetes.io/component"] == "operator"
     pr = rendered.one("PrometheusRule")
     alerts = {r["alert"]: r for g in pr["spec"]["groups"] for r in g["rules"]}
-    assert {"MutaskOperatorDown", "MutaskReconcileErrors", "MutaskIntroductionsFailing",
-            "MutaskTrainerStalled"} <= set(alerts)
+    assert {
+        "MutaskOperatorDown",
+        "MutaskReconcileErrors",
+        "MutaskIntroductionsFailing",
+        "MutaskTrainerStalled",
+    } <= set(alerts)
     assert all(a["labels"]["team"] == "ml" for a in alerts.values())
     assert f'job="{RELEASE}-metrics"' in alerts["MutaskOperatorDown"]["expr"]
 

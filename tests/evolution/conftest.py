@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from evo_testutil import SHAPE, FakeTrainer, make_space, make_system
+
 from mutask.trainer.evolution import IterationConfig, SearchSpace, System, ViTShape
 
 

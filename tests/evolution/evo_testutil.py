@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from mutask.trainer.evolution import (
     ROOT_TASK,
     ChildPlan,
@@ -78,6 +79,7 @@ def context(
         is_trainable=trainable or (lambda cid: not owners.get(cid)),
         lookup=known.get,
         adapters=adapters,
+        root=system.root,
     )
 
 
@@ -165,8 +167,8 @@ def run_iteration(
     """Drive one task iteration end to end the way the engine does.
 
     ``hook(it, event, payload)`` sees every step ("plan", "report", "generation", "finish").
-    ``generations`` stops early (no finish) so a test can snapshot mid-iteration; ``it``
-    continues an existing (e.g. resumed) iteration.
+    ``generations`` stops after that many generations, before ``finish`` (so a test can
+    snapshot mid-iteration); ``it`` continues an existing (e.g. resumed) iteration.
     """
     trainer = trainer or FakeTrainer()
     trainer.adopt(system)
@@ -186,7 +188,7 @@ def run_iteration(
         trainer.drop(it.end_generation())
         if hook:
             hook(it, "generation", data)
-    if not it.done:
+    if generations is not None or not it.done:
         return it, None
     result = it.finish()
     trainer.drop(result.discarded)

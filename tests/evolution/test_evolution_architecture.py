@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mutask.trainer.evolution import ViTShape, architecture
 from mutask.trainer.evolution.architecture import (
     adapter_index,

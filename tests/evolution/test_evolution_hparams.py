@@ -7,6 +7,7 @@ import pytest
 from evo_testutil import ScriptedRng, make_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mutask.trainer.evolution import Ladder, SearchSpace, large_space
 from mutask.trainer.evolution.hparams import (
     MU,
@@ -133,9 +134,7 @@ def test_check_names_the_key_off_its_ladder() -> None:
 
 # -- µ ------------------------------------------------------------------------------------
 def mu_only_space(per_action_mu: bool = False) -> SearchSpace:
-    return SearchSpace(
-        {MU: Ladder(MU_LADDER, 0.2), "k": LADDER}, per_action_mu=per_action_mu
-    )
+    return SearchSpace({MU: Ladder(MU_LADDER, 0.2), "k": LADDER}, per_action_mu=per_action_mu)
 
 
 def test_mu_is_kept_when_its_draw_fails() -> None:
@@ -198,6 +197,22 @@ def test_per_action_mu_starts_at_0_2_and_steps_with_its_own_probability() -> Non
     mu = MuSource(hp, mu_only_space(per_action_mu=True), ScriptedRng([0.99, 0.19, 0.9]))
     assert mu("a") == 0.18
     assert hp["_mu_/a"] == 0.18
+
+
+def test_per_action_mu_is_kept_when_its_own_draw_fails() -> None:
+    hp = {MU: 0.2, "_mu_/a": 0.04}
+    mu = MuSource(hp, mu_only_space(per_action_mu=True), ScriptedRng([0.99, 0.04]))
+    assert mu("a") == 0.04
+
+
+def test_per_action_mu_mutation_rate_is_its_own_value() -> None:
+    rng = np.random.default_rng(8)
+    space = mu_only_space(per_action_mu=True)
+    moved = 0
+    for _ in range(10_000):
+        hp = {MU: 0.2, "_mu_/a": 0.06}
+        moved += MuSource(hp, space, rng)("a") != 0.06
+    assert abs(moved / 10_000 - 0.06) < 0.01
 
 
 def test_per_action_mu_is_mutated_only_the_first_time_it_is_asked_for() -> None:

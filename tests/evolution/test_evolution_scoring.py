@@ -6,6 +6,7 @@ import pytest
 from evo_testutil import make_system, retain_task
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mutask.trainer.evolution import Path, Scorer, System
 from mutask.trainer.evolution.system import path_flops, path_params
 

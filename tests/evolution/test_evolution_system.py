@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from evo_testutil import retain_task
-from mutask.trainer.evolution import ROOT_TASK, Component, Path, System, is_private
+
+from mutask.trainer.evolution import ROOT_TASK, Component, Path, System, ViTShape, is_private
 from mutask.trainer.evolution.system import head_of, path_flops, path_params
 
 
@@ -27,9 +28,9 @@ def test_root_has_fresh_components_for_every_name(system: System) -> None:
     assert system.root.component_ids == [f"root/{n}" for n in system.root.names]
 
 
-def test_system_without_root_raises(shape) -> None:
+def test_system_without_root_raises(shape: ViTShape) -> None:
     with pytest.raises(KeyError, match="root"):
-        System(shape).root
+        _ = System(shape).root
 
 
 def test_ownership_is_derived_from_retained_paths(system: System) -> None:

@@ -53,7 +53,7 @@ def load_source(
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(source).path))
         return load_path(path, origin=source, task=task)
     if scheme == "" and ("/" in source or "." in source):
-        return load_path(Path(source), origin=source, task=task)
+        return load_path(Path(source).expanduser(), origin=source, task=task)
     raise DatasetError(
         task, FIELD, source,
         f"unknown source: not a built-in ({', '.join(BUILTIN_SOURCES)}), and not a path, "

@@ -137,6 +137,7 @@ class TaskIteration:
             is_trainable=self.is_trainable,
             lookup=self.known.get,
             adapters=self.config.adapters,
+            root=self.system.root,
         )
         child_id = f"{self.task}~{self.iteration}.{self.generation}.{candidate}"
         plan = make_child(parent, child_id, ctx, self.rng, data_hparams)

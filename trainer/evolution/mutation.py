@@ -62,6 +62,7 @@ class MutationContext:
     is_trainable: Callable[[str], bool]
     lookup: Callable[[str], Path | None]
     adapters: bool = True
+    root: Path | None = None  # every lineage starts here, even where ancestors are forgotten
 
 
 def _ancestor_component(parent: Path, name: str, ctx: MutationContext) -> str | None:
@@ -73,7 +74,9 @@ def _ancestor_component(parent: Path, name: str, ctx: MutationContext) -> str | 
         cid = path.component(name)
         if cid is not None and cid in ctx.components:
             return cid
-        path = ctx.lookup(path.parent) if path.parent else None
+        # Ancestors that were never retained are forgotten after their iteration; the root
+        # is still an ancestor of every path, so the walk goes on from there.
+        path = (ctx.lookup(path.parent) or ctx.root) if path.parent else None
     return None
 
 

@@ -69,9 +69,11 @@ def select_device(
     count = torch.cuda.device_count() if kind == "cuda" else 1
     if precision == "float32":
         amp = None
-    elif precision == "bfloat16":
-        amp = torch.bfloat16
-    elif kind == "xla" or (kind == "cuda" and torch.cuda.is_bf16_supported()):
+    elif (
+        precision == "bfloat16"
+        or kind == "xla"
+        or (kind == "cuda" and torch.cuda.is_bf16_supported())
+    ):
         amp = torch.bfloat16
     else:
         amp = None

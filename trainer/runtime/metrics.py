@@ -14,31 +14,56 @@ class TrainerMetrics:
         self.registry = registry or CollectorRegistry()
         self.task = task
         r = self.registry
-        self.generation = Gauge("mutask_trainer_generation", "Current generation (0-based).",
-                                ["task"], registry=r)
-        self.generations = Gauge("mutask_trainer_generations", "Generations in this iteration.",
-                                 ["task"], registry=r)
-        self.candidates = Counter("mutask_trainer_candidates_trained", "Candidates trained.",
-                                  ["task"], registry=r)
-        self.best_score = Gauge("mutask_trainer_best_score", "Best score so far.", ["task"],
-                                registry=r)
-        self.best_accuracy = Gauge("mutask_trainer_best_accuracy",
-                                   "Validation accuracy of the best path.", ["task"], registry=r)
-        self.params_added = Gauge("mutask_trainer_params_added",
-                                  "Parameters the best path adds to the system.", ["task"],
-                                  registry=r)
-        self.examples_per_second = Gauge("mutask_trainer_examples_per_second",
-                                         "Training throughput of the last candidate.", ["task"],
-                                         registry=r)
-        self.step_seconds = Histogram("mutask_trainer_step_seconds", "Mean step time per round.",
-                                      ["task"], registry=r,
-                                      buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
-        self.checkpoint_seconds = Histogram("mutask_trainer_checkpoint_seconds",
-                                            "Time to save a checkpoint or publish.", ["task"],
-                                            registry=r, buckets=(0.01, 0.1, 0.5, 1, 5, 30, 120))
-        self.no_forgetting = Gauge("mutask_trainer_no_forgetting_verified",
-                                   "1 when every other task was re-verified bit-identical.",
-                                   ["task"], registry=r)
+        self.generation = Gauge(
+            "mutask_trainer_generation", "Current generation (0-based).", ["task"], registry=r
+        )
+        self.generations = Gauge(
+            "mutask_trainer_generations", "Generations in this iteration.", ["task"], registry=r
+        )
+        self.candidates = Counter(
+            "mutask_trainer_candidates_trained", "Candidates trained.", ["task"], registry=r
+        )
+        self.best_score = Gauge(
+            "mutask_trainer_best_score", "Best score so far.", ["task"], registry=r
+        )
+        self.best_accuracy = Gauge(
+            "mutask_trainer_best_accuracy",
+            "Validation accuracy of the best path.",
+            ["task"],
+            registry=r,
+        )
+        self.params_added = Gauge(
+            "mutask_trainer_params_added",
+            "Parameters the best path adds to the system.",
+            ["task"],
+            registry=r,
+        )
+        self.examples_per_second = Gauge(
+            "mutask_trainer_examples_per_second",
+            "Training throughput of the last candidate.",
+            ["task"],
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "mutask_trainer_step_seconds",
+            "Mean step time per round.",
+            ["task"],
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self.checkpoint_seconds = Histogram(
+            "mutask_trainer_checkpoint_seconds",
+            "Time to save a checkpoint or publish.",
+            ["task"],
+            registry=r,
+            buckets=(0.01, 0.1, 0.5, 1, 5, 30, 120),
+        )
+        self.no_forgetting = Gauge(
+            "mutask_trainer_no_forgetting_verified",
+            "1 when every other task was re-verified bit-identical.",
+            ["task"],
+            registry=r,
+        )
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

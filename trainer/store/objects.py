@@ -22,11 +22,11 @@ class StoreError(RuntimeError):
     """A storage operation failed; the message names the object."""
 
 
-class NotFound(StoreError):
+class NotFound(StoreError):  # noqa: N818 (GCS naming)
     """The object does not exist."""
 
 
-class PreconditionFailed(StoreError):
+class PreconditionFailed(StoreError):  # noqa: N818 (GCS naming)
     """A compare-and-swap write lost: the object's generation was not the expected one."""
 
 
@@ -57,7 +57,13 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> list[ObjectInfo]: ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, *, if_generation: int | None = None) -> None:
+        """Delete; with ``if_generation``, only if the object is still that generation."""
+        ...
+
+    def touch(self, key: str) -> int:
+        """Refresh the object's ``updated`` time (a new generation); NotFound if absent."""
+        ...
 
 
 class LocalObjectStore:
@@ -106,8 +112,7 @@ class LocalObjectStore:
                     current = self._generation(path) if path.exists() else 0
                     if current != if_generation:
                         raise PreconditionFailed(
-                            f"{self.uri}/{key}: generation is {current}, "
-                            f"expected {if_generation}"
+                            f"{self.uri}/{key}: generation is {current}, expected {if_generation}"
                         )
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
                 try:
@@ -154,9 +159,33 @@ class LocalObjectStore:
                     out.append(ObjectInfo(key, st.st_mtime_ns, st.st_size, st.st_mtime))
         return sorted(out, key=lambda o: o.key)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_generation: int | None = None) -> None:
+        path = self._path(key)
         try:
-            self._path(key).unlink()
+            if if_generation is None:
+                path.unlink()
+                return
+            with self._locked(path):
+                current = self._generation(path)
+                if current != if_generation:
+                    raise PreconditionFailed(
+                        f"{self.uri}/{key}: generation is {current}, expected {if_generation}"
+                    )
+                path.unlink()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}/{key}: not found") from None
+
+    def touch(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            with self._locked(path):
+                before = self._generation(path)
+                os.utime(path)
+                gen = self._generation(path)
+                if gen <= before:  # coarse clock: still give the object a new generation
+                    gen = before + 1
+                    os.utime(path, ns=(gen, gen))
+                return gen
         except FileNotFoundError:
             raise NotFound(f"{self.uri}/{key}: not found") from None
 

@@ -5,6 +5,7 @@ Layout under the store root::
     blobs/<sha256>.safetensors     one component each (params + optimizer momentum), immutable
     tasks/<task>/manifest.json     the task's retained path, scores, lineage, accounting
     tasks/<task>/resume.json       the in-flight iteration's state after its last generation
+    tasks/<task>/lease.json        who may write this task now (see :mod:`.lease`)
 
 Blobs are content-addressed and written before the manifest that references them, and the
 manifest is replaced atomically (compare-and-swap on its generation), so a reader sees the
@@ -13,8 +14,10 @@ old state or the new one, never a mix. The system view is assembled from all man
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -25,14 +28,19 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from mutask.trainer.evolution import Component, Path, System, ViTShape
+from mutask.trainer.store.faults import crash_point
 from mutask.trainer.store.objects import (
     NotFound,
     ObjectStore,
+    PreconditionFailed,
     StoreError,
     open_object_store,
 )
 
 MANIFEST_FORMAT = 1
+# A publish refreshes referenced blobs older than this, so they stay younger than the GC
+# grace period (which must exceed it, plus the longest publish) while the manifest lands.
+REFRESH_AFTER = 600.0
 BLOBS = "blobs/"
 TASKS = "tasks/"
 
@@ -56,7 +64,9 @@ def encode_component(
 ) -> bytes:
     """Serialise a component (params + momentum) deterministically with safetensors."""
     tensors = {f"param/{k}": v.detach().to("cpu").contiguous() for k, v in params.items()}
-    tensors.update({f"momentum/{k}": v.detach().to("cpu").contiguous() for k, v in momentum.items()})
+    tensors.update(
+        {f"momentum/{k}": v.detach().to("cpu").contiguous() for k, v in momentum.items()}
+    )
     return st_save(dict(sorted(tensors.items())))
 
 
@@ -70,8 +80,9 @@ def decode_component(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, to
 class SystemStore:
     """Blobs, manifests and resume states of one system, over an :class:`ObjectStore`."""
 
-    def __init__(self, objects: ObjectStore) -> None:
+    def __init__(self, objects: ObjectStore, *, refresh_after: float = REFRESH_AFTER) -> None:
         self.objects = objects
+        self.refresh_after = refresh_after
 
     @classmethod
     def open(cls, uri: str) -> SystemStore:
@@ -83,12 +94,26 @@ class SystemStore:
 
     # -- blobs ---------------------------------------------------------------------------
     def put_blob(self, data: bytes) -> str:
-        """Store bytes under their SHA-256 (write once; skipped when already present)."""
+        """Store bytes under their SHA-256 (write once; skipped when already present).
+
+        A reused blob gets its ``updated`` time refreshed, so a concurrent GC that saw it
+        unreferenced and old cannot delete it now that a publish is about to reference it.
+        """
         digest = hashlib.sha256(data).hexdigest()
         key = f"{BLOBS}{digest}.safetensors"
-        if self.objects.stat(key) is None:
+        if self.objects.stat(key) is None or not self._refresh(key):
             self.objects.write(key, data)
         return digest
+
+    def _refresh(self, key: str) -> bool:
+        """Touch an existing blob; False if it vanished (GC got there first: rewrite it)."""
+        try:
+            self.objects.touch(key)
+        except NotFound:
+            return False
+        except PreconditionFailed:
+            pass  # a concurrent writer refreshed it at the same moment
+        return True
 
     def get_blob(self, digest: str) -> bytes:
         data, _ = self.objects.read(f"{BLOBS}{digest}.safetensors")
@@ -120,15 +145,20 @@ class SystemStore:
 
     def publish(self, task: str, manifest: Mapping[str, Any], *, expected: int) -> int:
         """Replace the manifest iff it is still at generation ``expected`` (0 = new task)."""
-        missing = [
-            c["blob"]
-            for c in manifest["components"].values()
-            if self.objects.stat(f"{BLOBS}{c['blob']}.safetensors") is None
-        ]
+        missing: list[str] = []
+        now = time.time()
+        for c in manifest["components"].values():
+            key = f"{BLOBS}{c['blob']}.safetensors"
+            info = self.objects.stat(key)
+            if info is None or (now - info.updated > self.refresh_after and not self._refresh(key)):
+                missing.append(str(c["blob"]))
         if missing:
             raise StoreError(f"task {task}: publish refused, blobs not stored: {missing}")
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        return self.objects.write(task_prefix(task) + "manifest.json", body, if_generation=expected)
+        crash_point("publish:before-manifest")
+        gen = self.objects.write(task_prefix(task) + "manifest.json", body, if_generation=expected)
+        crash_point("publish:after-manifest")
+        return gen
 
     def tasks(self) -> list[str]:
         out = []
@@ -159,10 +189,8 @@ class SystemStore:
         return loaded
 
     def clear_resume(self, task: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.objects.delete(task_prefix(task) + "resume.json")
-        except NotFound:
-            pass
 
 
 def shape_to_dict(shape: ViTShape) -> dict[str, int]:

@@ -116,9 +116,10 @@ namespaces, else the release namespace.
 {{- end }}
 {{- end }}
 
+{{/* The trainer image of one variant (cpu | cuda | tpu): "<repo>:<tag>-<variant>". */}}
 {{- define "mutask.trainer.image" -}}
-{{- $img := .Values.trainer.image }}
-{{- printf "%s:%s" $img.repository (default (printf "%s-%s" .Chart.AppVersion $img.variant) $img.tag) }}
+{{- $img := .root.Values.trainer.image }}
+{{- printf "%s:%s-%s" $img.repository (default .root.Chart.AppVersion $img.tag) .variant }}
 {{- end }}
 
 {{/*

@@ -1,0 +1,176 @@
+"""Benchmark: one µ2Net generation of K candidates, the reference way vs mutask's way.
+
+The reference way trains each candidate on its own (its own decoded and augmented batch
+stream, a full forward pass through the frozen layers); mutask's way trains all K in
+lockstep on one shared stream, computes shared frozen prefixes once per batch and skips
+frozen weight gradients (:mod:`mutask.trainer.generation`). The K plans are real µ2Net
+children (mutation of a root path with the large search space) for a new task on sklearn
+digits. Both ways start from the same materialised candidates; the script asserts that
+they end with bit-identical parameters, momentum and validation qualities, then prints
+candidates/hour of both and their ratio (last line).
+
+    python benchmarks/generation.py                       # CPU, a couple of minutes
+    python benchmarks/generation.py --device cuda --preset s16 --image-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from mutask.trainer.config import DatasetConfig
+from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.evolution import (
+    ROOT_TASK,
+    ChildPlan,
+    IterationConfig,
+    System,
+    TaskIteration,
+    fresh_plan,
+    large_space,
+)
+from mutask.trainer.evolution.hparams import DEPTH
+from mutask.trainer.generation import Momentum, candidate_spec, train_generation
+from mutask.trainer.models import get_shape
+from mutask.trainer.pool import ComponentPool
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.store.system_store import SystemStore
+from mutask.trainer.taskdata import TaskDataCache
+from mutask.trainer.training import Batch, CandidateResult, TrainSettings
+
+Outcome = tuple[list[tuple[CandidateResult, Momentum]], list[list[torch.Tensor]], float]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:N] | auto")
+    p.add_argument("--preset", default="mu-small", help="ViT preset of the root")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--candidates", "-k", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=40, help="steps per validation round")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--validation", type=int, default=512, help="validation examples")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def make_generation(args: argparse.Namespace, pool_dir: str) -> tuple[
+    ComponentPool, TaskIteration, list[ChildPlan], dict[str, object]
+]:
+    """A frozen random root in a pool, a new task's iteration and its K proposed plans."""
+    device = select_device(args.device, "float32").device
+    shape = get_shape(args.preset, args.image_size)
+    space = large_space(max_layers=shape.depth, adapters=True, image_size=shape.image_size)
+    hparams = space.defaults()
+    hparams[DEPTH] = shape.depth
+    root_plan = fresh_plan(f"{ROOT_TASK}~0", ROOT_TASK, shape, hparams, 10)
+    pool = ComponentPool(SystemStore.open(pool_dir), shape, device, {}, {}, args.seed)
+    for new in root_plan.new:
+        pool.materialize(new)
+    root = root_plan.path.scored(0.5, 0.5)
+    system = System(shape)
+    system.add_components(n.component for n in root_plan.new)
+    system.retain(root)
+    pool.freeze(root.component_ids)
+    it = TaskIteration(system, "bench", 10, space,
+                       IterationConfig(generations=1, candidates=args.candidates),
+                       np.random.default_rng(args.seed))
+    data_hp = it.data_hparams()
+    plans = [it.propose(k, data_hp) for k in range(args.candidates)]
+    return pool, it, plans, dict(data_hp)
+
+
+def run_once(
+    pool: ComponentPool,
+    it: TaskIteration,
+    plans: Sequence[ChildPlan],
+    make_batches: Callable[[], Iterator[Batch]],
+    validation: Batch,
+    settings: TrainSettings,
+    lockstep: bool,
+) -> Outcome:
+    """Materialise the plans afresh, train them one way; results, params and seconds."""
+    specs = [candidate_spec(pool, p, _scorer(it, p), it.bar(p.path)) for p in plans]
+    device = validation[0].device
+    _sync(device)
+    start = time.perf_counter()
+    results = train_generation(specs, make_batches, validation, settings, lockstep=lockstep)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    params = [[p.detach().cpu().clone() for m in s.trainable for p in m.parameters()]
+              for s in specs]
+    return results, params, seconds
+
+
+def _scorer(it: TaskIteration, plan: ChildPlan) -> Callable[[float], float]:
+    return lambda q: it.breakdown(plan.path, q).score
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def assert_identical(a: Outcome, b: Outcome) -> None:
+    for (r1, m1), (r2, m2), p1, p2 in zip(a[0], b[0], a[1], b[1], strict=True):
+        assert [(r.quality, r.score, r.snapshot) for r in r1.rounds] == [
+            (r.quality, r.score, r.snapshot) for r in r2.rounds], "validation differs"
+        assert r1.quality == r2.quality and r1.score == r2.score, "best snapshot differs"
+        assert all(torch.equal(x, y) for x, y in zip(p1, p2, strict=True)), "params differ"
+        assert all(torch.equal(d1[k], d2[k]) for d1, d2 in zip(m1, m2, strict=True)
+                   for k in d1), "momentum differs"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    choice = select_device(args.device, "float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        pool, it, plans, data_hp = make_generation(args, tmp)
+        data = TaskDataCache(choice.device).get("bench", DatasetConfig(source="digits"),
+                                                 args.image_size)
+        validation = (data.validation[0][: args.validation],
+                      data.validation[1][: args.validation])
+        augmenter = Augmenter(data_hp)
+
+        def make_batches() -> Iterator[Batch]:
+            return iter(BatchStream(data.train[0], data.train[1], args.batch_size,
+                                    args.seed, augmenter))
+
+        print(f"device {choice.describe()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} CPU threads")
+        print(f"root {args.preset} @ {args.image_size}px: "
+              f"{sum(c.num_params for c in pool.components.values()):,} params; "
+              f"K={args.candidates}, {args.rounds} rounds x {args.steps} steps of "
+              f"{args.batch_size}, {len(validation[0])} validation examples")
+        for plan in plans:
+            n_own = len(plan.new)
+            prefix = next((i for i, c in enumerate(plan.path.component_ids)
+                           if c in set(plan.trainable_ids)), len(plan.path.components))
+            print(f"  {plan.path.id}: {len(plan.path.components)} components, {n_own} own, "
+                  f"frozen prefix {prefix}")
+        warm = TrainSettings(rounds=1, steps_per_round=2)
+        for lockstep in (False, True):
+            run_once(pool, it, plans, make_batches, validation, warm, lockstep)
+        settings = TrainSettings(rounds=args.rounds, steps_per_round=args.steps)
+        reference = run_once(pool, it, plans, make_batches, validation, settings, False)
+        mutask = run_once(pool, it, plans, make_batches, validation, settings, True)
+    assert_identical(reference, mutask)
+    print("results identical: params, momentum, validation qualities and snapshots (bitwise)")
+    rates = {}
+    for name, out in (("reference (one by one)", reference), ("mutask (lockstep)", mutask)):
+        rates[name] = 3600.0 * len(plans) / out[2]
+        print(f"{name:24s} {out[2]:8.2f} s  {rates[name]:10.1f} candidates/hour")
+    print(f"speed-up (mutask / reference candidates per hour): "
+          f"{reference[2] / mutask[2]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

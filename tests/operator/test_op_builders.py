@@ -1,0 +1,294 @@
+"""Table tests of the pure builders: ConfigMap (trainer JSON) and Job for every variant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from op_samples import INTRO, SYSTEM, merged
+
+from mutask.operator import api
+from mutask.operator.config_builder import (
+    bootstrap_introduction,
+    build_config,
+    build_configmap,
+)
+from mutask.operator.job_builder import build_job
+from mutask.operator.objects import job_name
+from mutask.operator.settings import OperatorSettings
+from mutask.trainer.config import ConfigError, IntroduceConfig
+
+S = OperatorSettings()
+
+
+def pod(job: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return spec
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    (c,) = pod(job)["containers"]
+    assert c["name"] == "trainer"
+    return dict(c)
+
+
+def env(job: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container(job)["env"]}
+
+
+TPU = {"type": "tpu", "tpu": {"accelerator": "tpu-v5-lite-podslice", "topology": "2x4", "chips": 8}}
+GPU = {"type": "gpu", "gpu": {"type": "nvidia-l4", "count": 2}}
+
+# (id, accelerator, expected nodeSelector, expected device resources, toleration keys, PJRT, image)
+PLACEMENT = [
+    ("cpu", {"type": "cpu"}, {}, {}, set(), None, S.trainer_image_cpu),
+    (
+        "tpu",
+        TPU,
+        {api.GKE_TPU_ACCELERATOR: "tpu-v5-lite-podslice", api.GKE_TPU_TOPOLOGY: "2x4"},
+        {"google.com/tpu": 8},
+        {"google.com/tpu"},
+        "TPU",
+        S.trainer_image_tpu,
+    ),
+    (
+        "gpu",
+        GPU,
+        {api.GKE_ACCELERATOR: "nvidia-l4"},
+        {"nvidia.com/gpu": 2},
+        {"nvidia.com/gpu"},
+        None,
+        S.trainer_image_gpu,
+    ),
+    (
+        "gpu-spot",
+        {**GPU, "spot": True},
+        {api.GKE_ACCELERATOR: "nvidia-l4", api.GKE_SPOT: "true"},
+        {"nvidia.com/gpu": 2},
+        {"nvidia.com/gpu", api.GKE_SPOT},
+        None,
+        S.trainer_image_gpu,
+    ),
+    (
+        "cpu-spot",
+        {"type": "cpu", "spot": True},
+        {api.GKE_SPOT: "true"},
+        {},
+        {api.GKE_SPOT},
+        None,
+        S.trainer_image_cpu,
+    ),
+    (
+        "tpu-spot",
+        {**TPU, "spot": True},
+        {
+            api.GKE_TPU_ACCELERATOR: "tpu-v5-lite-podslice",
+            api.GKE_TPU_TOPOLOGY: "2x4",
+            api.GKE_SPOT: "true",
+        },
+        {"google.com/tpu": 8},
+        {"google.com/tpu", api.GKE_SPOT},
+        "TPU",
+        S.trainer_image_tpu,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("accel", "selector", "devices", "tolerations", "pjrt", "image"),
+    [p[1:] for p in PLACEMENT],
+    ids=[p[0] for p in PLACEMENT],
+)
+def test_placement(
+    accel: dict[str, Any],
+    selector: dict[str, str],
+    devices: dict[str, int],
+    tolerations: set[str],
+    pjrt: str | None,
+    image: str,
+) -> None:
+    job = build_job(SYSTEM, merged(INTRO, accelerator=accel), S)
+    assert pod(job).get("nodeSelector", {}) == selector
+    res = container(job)["resources"]
+    for key, count in devices.items():
+        assert res["requests"][key] == count and res["limits"][key] == count
+    assert {t["key"] for t in pod(job).get("tolerations", [])} == tolerations
+    for t in pod(job).get("tolerations", []):
+        assert t["effect"] == "NoSchedule"
+    assert env(job).get("PJRT_DEVICE") == pjrt
+    assert container(job)["image"] == image
+    config = IntroduceConfig.from_json(
+        build_configmap(SYSTEM, merged(INTRO, accelerator=accel), S)["data"]["config.json"]
+    )
+    assert config.device == {"cpu": "cpu", "gpu": "cuda", "tpu": "xla"}[accel["type"]]
+
+
+def test_accelerator_defaults_to_system_then_cpu() -> None:
+    system = merged(SYSTEM, defaults={"accelerator": GPU})
+    assert pod(build_job(system, INTRO, S))["nodeSelector"] == {api.GKE_ACCELERATOR: "nvidia-l4"}
+    bare = merged(SYSTEM, defaults={})
+    assert "nodeSelector" not in pod(build_job(bare, INTRO, S))
+
+
+@pytest.mark.parametrize(
+    ("queue", "suspend", "job_suspended", "label"),
+    [
+        (None, False, False, None),
+        (None, True, True, None),
+        ("gpu-spot", False, True, "gpu-spot"),
+        ("gpu-spot", True, True, "gpu-spot"),
+    ],
+)
+def test_kueue_and_suspend(
+    queue: str | None, suspend: bool, job_suspended: bool, label: str | None
+) -> None:
+    extra: dict[str, Any] = {"suspend": suspend}
+    if queue:
+        extra["queueName"] = queue
+    job = build_job(SYSTEM, merged(INTRO, **extra), S)
+    assert job["spec"]["suspend"] is job_suspended
+    assert job["metadata"]["labels"].get(api.LABEL_KUEUE_QUEUE) == label
+    assert api.LABEL_KUEUE_QUEUE not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_restricted_pod_security() -> None:
+    job = build_job(SYSTEM, INTRO, S)
+    psc = pod(job)["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = container(job)["securityContext"]
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["runAsNonRoot"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container(job)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(job)["volumes"]}
+    assert volumes[mounts["/tmp"]]["emptyDir"] == {}
+    assert volumes[mounts["/etc/mutask"]]["configMap"]["name"] == job_name("digits-1")
+    assert pod(job)["serviceAccountName"] == S.trainer_service_account
+    assert pod(job)["restartPolicy"] == "Never"
+
+
+def test_command_env_ports_and_metadata() -> None:
+    job = build_job(SYSTEM, INTRO, OperatorSettings(backoff_limit=9))
+    c = container(job)
+    assert c["command"] + c["args"] == [
+        "mutask",
+        "introduce",
+        "--config",
+        "/etc/mutask/config.json",
+        "--metrics-port",
+        "9090",
+    ]
+    assert env(job)[api.ENV_INTRODUCTION] == "ml/digits-1"
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9090}]
+    assert job["spec"]["backoffLimit"] == 9
+    assert job["metadata"]["name"] == "mti-digits-1"
+    assert job["metadata"]["annotations"][api.LABEL_INTRODUCTION] == "digits-1"
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "mutask.dev/v1alpha1",
+        "kind": "TaskIntroduction",
+        "name": "digits-1",
+        "uid": "ti-uid",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_pod_failure_policy() -> None:
+    rules = build_job(SYSTEM, INTRO, S)["spec"]["podFailurePolicy"]["rules"]
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for rule in rules:
+        by_action.setdefault(rule["action"], []).append(rule)
+    (fail,) = by_action["FailJob"]
+    assert fail["onExitCodes"] == {"containerName": "trainer", "operator": "In", "values": [2, 3]}
+    ignored = by_action["Ignore"]
+    assert {"containerName": "trainer", "operator": "In", "values": [75]} in [
+        r.get("onExitCodes") for r in ignored
+    ]
+    assert [{"type": "DisruptionTarget"}] in [r.get("onPodConditions") for r in ignored]
+
+
+def test_resources_merge() -> None:
+    intro = merged(
+        INTRO, resources={"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "20Gi"}}
+    )
+    res = container(build_job(SYSTEM, intro, S))["resources"]
+    assert res == {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "20Gi"}}
+
+
+def test_image_override_and_long_names() -> None:
+    intro = merged(INTRO, image="example.com/t:1")
+    intro["metadata"]["name"] = "x" * 200
+    job = build_job(SYSTEM, intro, S)
+    assert container(job)["image"] == "example.com/t:1"
+    assert len(job["metadata"]["name"]) <= 52
+    assert job["metadata"]["name"] == job_name("x" * 200)  # deterministic
+    assert all(len(v) <= 63 for v in job["metadata"]["labels"].values())
+
+
+def test_private_task_label_is_sanitised() -> None:
+    job = build_job(SYSTEM, merged(INTRO, task="private:xrays"), S)
+    assert job["metadata"]["labels"][api.LABEL_TASK] == "private.xrays"
+    assert job["metadata"]["annotations"][api.ANNOTATION_TASK] == "private:xrays"
+
+
+def test_configmap_is_exact_trainer_json() -> None:
+    intro = merged(
+        INTRO,
+        budget={"generations": 7, "stepsPerRound": 11},
+        search={"perActionMu": True, "adapters": False, "populationCap": 5},
+        dataset={"uri": "gs://b/d.npz", "labelMap": {"3": 0, "5": 1}, "maxTrainExamples": 100},
+    )
+    cm = build_configmap(SYSTEM, intro, S)
+    text = cm["data"]["config.json"]
+    config = IntroduceConfig.from_json(text)
+    assert text == config.to_json()
+    assert config.task == "digits" and config.store == "gs://bucket/systems/vision"
+    assert config.seed == 3
+    # TI budget > system defaults > trainer defaults
+    assert (config.budget.generations, config.budget.candidates) == (7, 5)
+    assert (config.budget.steps_per_round, config.budget.batch_size) == (11, 16)
+    assert config.budget.validation_rounds == 2
+    assert config.search.size_scale == 0.5  # from the system's scoring
+    assert config.search.per_action_mu is True and config.search.adapters is False
+    assert config.search.population_cap == 5
+    assert (config.model.preset, config.model.image_size) == ("mu-small", 32)
+    assert config.dataset.label_map == {"3": 0, "5": 1} and config.dataset.labels is None
+    assert config.dataset.max_train_examples == 100
+    assert config.metrics_port == 9090 and config.bootstrap_root is False
+    assert cm["metadata"]["name"] == "mti-digits-1"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "ti-uid"
+
+
+def test_search_size_scale_override_and_weights() -> None:
+    system = merged(
+        SYSTEM, rootModel={"preset": "mu-tiny", "imageSize": 16, "weightsURI": "gs://b/w"}
+    )
+    config = build_config(system, merged(INTRO, search={"sizeScale": 0.25}), S)
+    assert config.search.size_scale == 0.25 and config.model.weights == "gs://b/w"
+
+
+def test_bootstrap_job_owned_by_system() -> None:
+    system = merged(
+        SYSTEM,
+        rootModel={
+            "preset": "mu-tiny",
+            "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}},
+        },
+    )
+    intro = bootstrap_introduction(system)
+    job = build_job(system, intro, S, bootstrap_root=True)
+    assert job["metadata"]["name"] == "mti-vision-bootstrap"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "MultitaskSystem"
+    assert api.ENV_INTRODUCTION not in env(job)
+    config = IntroduceConfig.from_json(
+        build_configmap(system, intro, S, bootstrap_root=True)["data"]["config.json"]
+    )
+    assert config.bootstrap_root is True and config.task == "digits"
+
+
+def test_bad_values_raise_config_error_naming_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)
+    assert err.value.field_path == "budget.generations"

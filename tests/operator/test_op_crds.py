@@ -1,0 +1,253 @@
+"""CRD tests: structure, samples valid against the CRDs' own schemas and CEL rules, bad specs
+rejected with the field named, immutability (transition rules with oldSelf)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from op_crdtools import all_errors, cel_errors, rules, schema_errors, version_schema
+from op_samples import ROOT, load_crd
+
+from mutask.operator.config_builder import build_configmap
+from mutask.operator.settings import OperatorSettings
+from mutask.trainer.config import IntroduceConfig
+
+TI = load_crd("taskintroductions")
+MTS = load_crd("multitasksystems")
+CRDS = {"TaskIntroduction": TI, "MultitaskSystem": MTS}
+SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+
+
+def sample_docs() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in SAMPLES:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+def test_crd_structure() -> None:
+    for plural, crd, short in (("taskintroductions", TI, "ti"), ("multitasksystems", MTS, "mts")):
+        spec = crd["spec"]
+        assert crd["metadata"]["name"] == f"{plural}.mutask.dev"
+        assert spec["group"] == "mutask.dev" and spec["scope"] == "Namespaced"
+        assert short in spec["names"]["shortNames"]
+        (version,) = spec["versions"]
+        assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+        assert version["subresources"] == {"status": {}}
+        assert version["schema"]["openAPIV3Schema"]["type"] == "object"
+    assert "mutask" in TI["spec"]["names"]["categories"]
+    columns = {
+        c["name"]: c["jsonPath"] for c in TI["spec"]["versions"][0]["additionalPrinterColumns"]
+    }
+    assert columns["Condition"] == ".status.phase"
+    assert columns["Generation"] == ".status.generationProgress"
+    assert columns["Best Score"] == ".status.progress.bestScore"
+    assert columns["Accuracy"] == ".status.progress.bestAccuracy"
+    assert columns["Params Added"] == ".status.progress.paramsAdded"
+    assert columns["Age"] == ".metadata.creationTimestamp"
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for name, sub in (node.get("properties") or {}).items():
+        out += _walk(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        out += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += _walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+@pytest.mark.parametrize("crd", [TI, MTS], ids=["ti", "mts"])
+def test_structural_schema(crd: dict[str, Any]) -> None:
+    """Every node has a type (or int-or-string / preserve-unknown); spec fields are described."""
+    for path, node in _walk(version_schema(crd)):
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+        if path.startswith(".spec.") and path.count(".") == 2:
+            assert node.get("description"), f"{path} has no description"
+
+
+def test_shared_blocks_identical() -> None:
+    """The accelerator/dataset schemas of both CRDs agree (the MTS ones are defaults)."""
+    ti_spec = version_schema(TI)["properties"]["spec"]["properties"]
+    mts_spec = version_schema(MTS)["properties"]["spec"]["properties"]
+    a, b = (
+        ti_spec["accelerator"]["properties"],
+        mts_spec["defaults"]["properties"]["accelerator"]["properties"],
+    )
+    assert a == b
+    d1 = ti_spec["dataset"]["properties"]
+    d2 = mts_spec["rootModel"]["properties"]["bootstrap"]["properties"]["dataset"]["properties"]
+    assert d1 == d2
+
+
+@pytest.mark.parametrize(("name", "doc"), sample_docs(), ids=[n for n, _ in sample_docs()])
+def test_samples_validate(name: str, doc: dict[str, Any]) -> None:
+    crd = CRDS[doc["kind"]]
+    assert doc["apiVersion"] == "mutask.dev/v1alpha1"
+    assert all_errors(crd, doc) == []
+    assert cel_errors(crd, doc, old=doc) == []  # an unchanged update passes the transition rules
+
+
+def test_every_sample_renders_a_valid_trainer_config() -> None:
+    systems = {d["metadata"]["name"]: d for _, d in sample_docs() if d["kind"] == "MultitaskSystem"}
+    for _, doc in sample_docs():
+        if doc["kind"] != "TaskIntroduction":
+            continue
+        system = systems[doc["spec"]["systemRef"]["name"]]
+        cm = build_configmap(system, doc, OperatorSettings())
+        IntroduceConfig.from_json(cm["data"]["config.json"])
+
+
+def ti(**spec: Any) -> dict[str, Any]:
+    base = {
+        "apiVersion": "mutask.dev/v1alpha1",
+        "kind": "TaskIntroduction",
+        "metadata": {"name": "x", "namespace": "ns"},
+        "spec": {"systemRef": {"name": "s"}, "task": "digits", "dataset": {"uri": "digits"}},
+    }
+    base["spec"].update(spec)
+    return base
+
+
+BAD_TI = [
+    ("gpu-without-block", {"accelerator": {"type": "gpu"}}, "spec.accelerator.gpu is required"),
+    (
+        "tpu-without-topology",
+        {"accelerator": {"type": "tpu", "tpu": {"accelerator": "tpu-v5-lite-podslice"}}},
+        "spec.accelerator.tpu.accelerator and spec.accelerator.tpu.topology are required",
+    ),
+    (
+        "gpu-block-on-cpu",
+        {"accelerator": {"type": "cpu", "gpu": {"type": "nvidia-l4"}}},
+        "spec.accelerator.gpu is only allowed",
+    ),
+    (
+        "tpu-block-on-gpu",
+        {"accelerator": {"type": "gpu", "gpu": {"type": "nvidia-l4"}, "tpu": {"chips": 4}}},
+        "spec.accelerator.tpu is only allowed",
+    ),
+    (
+        "labels-and-labelmap",
+        {"dataset": {"uri": "digits", "labels": [1], "labelMap": {"1": 0}}},
+        "spec.dataset.labels and spec.dataset.labelMap are mutually exclusive",
+    ),
+    ("bad-accelerator-type", {"accelerator": {"type": "fpga"}}, "accelerator.type"),
+    ("zero-generations", {"budget": {"generations": 0}}, "budget.generations"),
+    ("size-scale-zero", {"search": {"sizeScale": 0}}, "search.sizeScale"),
+    ("size-scale-above-one", {"search": {"sizeScale": 1.5}}, "search.sizeScale"),
+    ("bad-task-name", {"task": "Digits!"}, "spec.task"),
+    (
+        "gpu-count-too-high",
+        {"accelerator": {"type": "gpu", "gpu": {"type": "nvidia-l4", "count": 99}}},
+        "gpu.count",
+    ),
+    (
+        "bad-topology",
+        {"accelerator": {"type": "tpu", "tpu": {"accelerator": "tpu-v5", "topology": "2-4"}}},
+        "tpu.topology",
+    ),
+    ("misspelt-field", {"budgett": {"generations": 1}}, "budgett"),
+    ("bad-quantity", {"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu"),
+    ("negative-seed", {"seed": -1}, "spec.seed"),
+    ("bad-queue-name", {"queueName": "Bad_Queue"}, "spec.queueName"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), [b[1:] for b in BAD_TI], ids=[b[0] for b in BAD_TI])
+def test_bad_introductions_rejected_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    errors = all_errors(TI, ti(**spec))
+    assert errors, "expected a rejection"
+    assert any(field in e or field.replace("spec.", "") in e for e in errors), errors
+
+
+def test_missing_required_fields() -> None:
+    doc = ti()
+    del doc["spec"]["dataset"]
+    assert any("dataset" in e for e in schema_errors(TI, doc))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("task",), "mnist", "spec.task is immutable"),
+        (("systemRef",), {"name": "other"}, "spec.systemRef is immutable"),
+        (("dataset",), {"uri": "mnist"}, "spec.dataset is immutable"),
+        (("queueName",), "other", "spec.queueName is immutable"),
+    ],
+)
+def test_immutable_fields(path: tuple[str, ...], value: Any, message: str) -> None:
+    old = ti(queueName="q")
+    new = copy.deepcopy(old)
+    new["spec"][path[0]] = value
+    assert message in cel_errors(TI, new, old=old)
+    assert cel_errors(TI, new) == []  # creation: no oldSelf, no transition rule
+
+
+def test_mutable_fields_may_change() -> None:
+    old = ti()
+    new = ti(suspend=True, budget={"generations": 9})
+    assert cel_errors(TI, new, old=old) == []
+
+
+def mts(**spec: Any) -> dict[str, Any]:
+    base = {
+        "apiVersion": "mutask.dev/v1alpha1",
+        "kind": "MultitaskSystem",
+        "metadata": {"name": "s", "namespace": "ns"},
+        "spec": {"storage": {"uri": "gs://bucket/p"}},
+    }
+    base["spec"].update(spec)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            {
+                "rootModel": {
+                    "weightsURI": "gs://b/w",
+                    "bootstrap": {"task": "d", "dataset": {"uri": "digits"}},
+                }
+            },
+            "spec.rootModel.weightsURI and spec.rootModel.bootstrap are mutually exclusive",
+        ),
+        ({"storage": {"uri": "s3://bucket"}}, "storage.uri"),
+        ({"maxConcurrentIntroductions": 0}, "maxConcurrentIntroductions"),
+        ({"scoring": {"sizeScale": 0}}, "scoring.sizeScale"),
+        (
+            {"defaults": {"accelerator": {"type": "gpu"}}},
+            "spec.defaults.accelerator.gpu is required",
+        ),
+        ({"rootModel": {"imageSize": 2}}, "rootModel.imageSize"),
+    ],
+)
+def test_bad_systems_rejected(spec: dict[str, Any], field: str) -> None:
+    errors = all_errors(MTS, mts(**spec))
+    assert any(field in e for e in errors), errors
+
+
+def test_system_storage_immutable() -> None:
+    old = mts()
+    new = mts(storage={"uri": "gs://other/p"})
+    assert "spec.storage.uri is immutable" in cel_errors(MTS, new, old=old)
+
+
+def test_every_rule_compiles_and_has_message() -> None:
+    for crd in (TI, MTS):
+        for r in rules(version_schema(crd)):
+            assert r.message.startswith("spec."), r
+            cel_errors(crd, {"spec": {}})  # compiles every rule reachable
+
+
+def test_crd_files_are_self_contained(tmp_path: Path) -> None:
+    for path in (ROOT / "manifests" / "crds").glob("*.yaml"):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        assert len(docs) == 1 and docs[0]["kind"] == "CustomResourceDefinition"

@@ -1,0 +1,112 @@
+"""cli.py: help output, configuration errors as exit code 2, and `show` on an empty store.
+
+Every call goes through ``main(argv)`` in-process; nothing here trains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mutask.trainer.cli import EXIT_BAD_INPUT, build_parser, config_from_args, main
+from mutask.trainer.config import IntroduceConfig
+
+SUBCOMMANDS = ["demo", "introduce", "show", "evaluate", "verify", "export", "gc", "operator"]
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _help(["--help"], capsys)
+    assert out.startswith("usage: mutask")
+    assert all(cmd in out for cmd in SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert f"usage: mutask {command}" in _help([command, "--help"], capsys)
+
+
+def test_a_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    assert "usage: mutask" in capsys.readouterr().err
+
+
+def _bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == EXIT_BAD_INPUT == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+def test_bad_task_name_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _bad_input(["introduce", "--store", str(tmp_path), "--task", "Bad_Name"], capsys)
+    assert err.startswith("mutask: error: task='Bad_Name'")
+    assert not list(tmp_path.iterdir())  # rejected before touching the store
+
+
+def test_missing_task_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--task" in _bad_input(["introduce", "--store", str(tmp_path)], capsys)
+
+
+def test_bad_flag_value_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["introduce", "--store", str(tmp_path), "--task", "digits", "--size-scale", "0"]
+    assert "search.size_scale=0.0" in _bad_input(argv, capsys)
+
+
+def test_bad_labels_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["introduce", "--store", str(tmp_path), "--task", "digits", "--labels", "1,x"]
+    assert "--labels='1,x'" in _bad_input(argv, capsys)
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.json"
+    err = _bad_input(["introduce", "--config", str(missing)], capsys)
+    assert "--config=" in err and "missing.json" in err and "cannot read" in err
+
+
+def test_config_file_with_an_unknown_field_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "intro.json"
+    config.write_text(json.dumps({"task": "digits", "budget": {"generationz": 3}}))
+    err = _bad_input(["introduce", "--config", str(config)], capsys)
+    assert "budget.generationz=3: unknown field" in err
+
+
+def test_config_file_wins_over_flags_except_store_and_seed(tmp_path: Path) -> None:
+    config = tmp_path / "intro.json"
+    config.write_text(IntroduceConfig("digits", store="from-file", seed=1).to_json())
+    argv = ["introduce", "--config", str(config), "--task", "other", "--generations", "9"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.task, cfg.budget.generations, cfg.store, cfg.seed) == ("digits", 2, "from-file", 1)
+    cfg = config_from_args(build_parser().parse_args([*argv, "--store", "s", "--seed", "7"]))
+    assert (cfg.store, cfg.seed) == ("s", 7)
+
+
+def test_show_on_an_empty_store_prints_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["show", "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "empty store" in out and "mutask demo" in out
+
+
+def test_gc_on_an_empty_store_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gc", "--store", str(tmp_path), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would delete 0 blob(s)")
