@@ -68,7 +68,13 @@ class ComponentPool:
 
     def load(self, component: Component, blob: str, *, frozen: bool) -> nn.Module:
         params, momentum = self.store.get_component(blob)
-        module = self._build(component, None)
+        module = build_component(
+            component.name,
+            self.shape,
+            num_classes=component.num_classes,
+            adapter_dim=component.adapter_dim,
+            device="meta",  # shapes only: no throw-away random init
+        ).to_empty(device=self.device)
         module.load_state_dict(params, strict=True)
         module.requires_grad_(not frozen)
         self.components[component.id] = component

@@ -36,11 +36,11 @@ def plot_growth(timeline: Sequence[Mapping[str, Any]], root_params: int, out: Pa
 def plot_sharing(system: System, out: Path) -> None:
     """Rows = tasks, columns = component slots; colour = creating task; lines = shared."""
     tasks = [ROOT_TASK, *system.tasks]
-    slots: list[str] = []
-    for t in tasks:
-        for name in system.best[t].names:
-            if name not in slots:
-                slots.append(name)
+    present = {name for t in tasks for name in system.best[t].names}
+    depth = max(len([n for n in system.best[t].names if n.startswith("encoderblock_")])
+                for t in tasks)
+    adapters = {i for t in tasks for i in system.best[t].adapters}
+    slots = [n for n in architecture(depth, adapters) if n in present]
     creator: dict[str, str] = {}
     for t in tasks:
         for cid in system.best[t].component_ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -208,10 +209,11 @@ def test_population_is_capped_keeping_the_best(system: System, space) -> None:
     it = start(system, space, candidates=6, population_cap=3, size_scale=1)
     data = it.data_hparams()
     plans = [it.propose(k, data) for k in range(6)]
-    assert {p.path.parent for p in plans} == {"root"}  # cross-task: all join
-    for plan, quality in zip(plans, [0.3, 0.9, 0.1, 0.5, 0.7, 0.2], strict=True):
-        _, joined = it.report(plan.path, quality)
-        assert joined
+    assert {p.path.parent for p in plans} == {"root"}  # cross-task: all beat their bar
+    joins = [it.report(plan.path, q)[1] for plan, q in
+             zip(plans, [0.3, 0.9, 0.1, 0.5, 0.7, 0.2], strict=True)]
+    # the last child beats its bar but falls off the full population at once: not joined
+    assert joins == [True, True, True, True, True, False]
     assert [p.quality for p in it.population] == [0.9, 0.7, 0.5]
 
 
@@ -312,14 +314,11 @@ def test_path_params_of_the_best_add_up(system, space, config) -> None:
 
 
 # -- resume and replay --------------------------------------------------------------------
-def decisions(space: SearchSpace, log: list) -> object:
+def recorder(log: list) -> Callable[[TaskIteration, str, object], None]:
+    """A run_iteration hook logging every decision (plans, scores, population, results)."""
+
     def hook(it: TaskIteration, event: str, payload: object) -> None:
-        if event == "plan":
-            log.append((event, payload))
-        elif event == "report":
-            log.append((event, payload, tuple(p.id for p in it.population)))
-        else:
-            log.append((event, payload))
+        log.append((event, payload, tuple(p.id for p in it.population), it.offspring.copy()))
 
     return hook
 
@@ -331,49 +330,31 @@ def test_resume_mid_iteration_replays_the_same_decisions(per_action_mu: bool) ->
     for task in ("b", "private:p"):
         retain_task(system, task)
     cfg = IterationConfig(generations=5, candidates=3, size_scale=0.9)
+    interrupted = copy.deepcopy(system)
 
     straight: list = []
-    snapshot_system = copy.deepcopy(system)
-    run_iteration(
-        system,
-        "a",
-        space,
-        cfg,
-        np.random.default_rng(5),
-        trainer=FakeTrainer(5),
-        hook=decisions(space, straight),
-    )
+    rng = np.random.default_rng(5)
+    run_iteration(system, "a", space, cfg, rng, trainer=FakeTrainer(5), hook=recorder(straight))
 
-    resumed: list = []
+    # The same run, killed after generation 2, its state saved as JSON and resumed.
     trainer = FakeTrainer(5)
-    it, _ = run_iteration(
-        snapshot_system,
-        "a",
-        space,
-        cfg,
-        np.random.default_rng(5),
-        trainer=trainer,
-        generations=2,
-    )
+    rng = np.random.default_rng(5)
+    it, _ = run_iteration(interrupted, "a", space, cfg, rng, trainer=trainer, generations=2)
     state = json.loads(json.dumps(it.state_dict()))
-    fresh = TaskIteration(snapshot_system, "a", 10, space, cfg, np.random.default_rng(999))
+    fresh = TaskIteration(interrupted, "a", 10, space, cfg, np.random.default_rng(999))
     fresh.load_state_dict(state)
     assert fresh.generation == 2
+    resumed: list = []
+    rng = np.random.default_rng(0)  # ignored: the RNG state comes from the resume state
     run_iteration(
-        snapshot_system,
-        "a",
-        space,
-        cfg,
-        np.random.default_rng(0),
-        trainer=trainer,
-        it=fresh,
-        hook=decisions(space, resumed),
+        interrupted, "a", space, cfg, rng, trainer=trainer, it=fresh, hook=recorder(resumed)
     )
 
-    after_snapshot = [e for e in straight if e[0] != "plan" or int(e[1].path.id[-3]) >= 2]
-    assert resumed == after_snapshot[len(after_snapshot) - len(resumed) :]
-    assert snapshot_system.best == system.best
-    assert snapshot_system.components == system.components
+    per_generation = 2 * cfg.candidates + 1  # plans, reports, end of generation
+    assert len(resumed) == len(straight) - 2 * per_generation
+    assert resumed == straight[2 * per_generation :]
+    assert interrupted.best == system.best
+    assert interrupted.components == system.components
 
 
 def test_resume_rejects_a_state_of_another_iteration(system: System, space) -> None:

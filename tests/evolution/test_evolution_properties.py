@@ -41,10 +41,13 @@ class Scenario:
     size_scale: float
     flops_scale: bool
     population_cap: int
+    max_layers: int
 
     @property
     def space(self) -> SearchSpace:
-        return make_space(per_action_mu=self.per_action_mu, adapters=self.adapters)
+        return make_space(
+            per_action_mu=self.per_action_mu, adapters=self.adapters, max_layers=self.max_layers
+        )
 
     @property
     def config(self) -> IterationConfig:
@@ -75,6 +78,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         size_scale=draw(st.sampled_from([1.0, 0.9, 0.3])),
         flops_scale=draw(st.booleans()),
         population_cap=draw(st.integers(1, 16)),
+        max_layers=draw(st.sampled_from([SHAPE.depth, SHAPE.depth + 1])),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,10 +71,12 @@ LOW = DatasetConfig(source="digits", labels=[0, 1, 2, 3, 4])
 PARITY = DatasetConfig(source="digits", label_map={str(i): i % 2 for i in range(10)})
 
 
-@pytest.fixture()
-def grown(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A store with a root and two tasks, and the logits digests taken right after each."""
-    store = tmp_path / "store"
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A store with a root and two tasks, and the logits digests taken right after each.
+
+    Shared by the module's tests: they only read it (the revisit test works on a copy)."""
+    store = tmp_path_factory.mktemp("grown") / "store"
     eng = engine(store)
     bootstrap_root(eng, cfg(store, "digits", DIGITS, budget=replace(TINY, steps_per_round=10)))
     digests = {ROOT_TASK: logits_digest(eng, ROOT_TASK)}
@@ -97,8 +100,12 @@ def test_earlier_tasks_are_bit_identical_after_new_tasks(
     assert all(v.ok for v in eng.verify())
 
 
-def test_revisit_keeps_other_tasks_and_may_improve_own(grown: tuple[Path, dict[str, str]]) -> None:
-    store, digests = grown
+def test_revisit_keeps_other_tasks_and_may_improve_own(
+    grown: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(grown[0], store)
+    digests = grown[1]
     eng = engine(store)
     before = eng.store.read_manifest("low")
     assert before is not None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from mutask.trainer.evolution.hparams import (
     DATA_PREFIX,
     PER_ACTION_PREFIX,
@@ -159,8 +160,9 @@ class TaskIteration:
         assert scored.score is not None
         joined = scored.score > self.bar(path)
         if joined:
-            self.population.append(scored)
-            self.population = by_score(self.population)[: self.config.population_cap]
+            ranked = by_score([*self.population, scored])[: self.config.population_cap]
+            joined = any(p.id == scored.id for p in ranked)  # the cap may drop it at once
+            self.population = ranked
         self.known[scored.id] = scored
         return scored, joined
 

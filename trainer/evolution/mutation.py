@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
 from mutask.trainer.evolution.architecture import (
     ENCODER_NORM,
     HEAD,

@@ -32,7 +32,7 @@ DEFAULT_TTL = 30.0
 TTL_ENV = "MUTASK_LEASE_TTL"
 
 
-class LeaseLost(StoreError):  # noqa: N818 (reads as a state)
+class LeaseLost(StoreError):
     """Another writer holds (or took over) this task's lease: this one must not write."""
 
 

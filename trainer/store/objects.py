@@ -22,11 +22,11 @@ class StoreError(RuntimeError):
     """A storage operation failed; the message names the object."""
 
 
-class NotFound(StoreError):  # noqa: N818 (GCS naming)
+class NotFound(StoreError):
     """The object does not exist."""
 
 
-class PreconditionFailed(StoreError):  # noqa: N818 (GCS naming)
+class PreconditionFailed(StoreError):
     """A compare-and-swap write lost: the object's generation was not the expected one."""
 
 
