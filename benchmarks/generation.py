@@ -9,7 +9,7 @@ digits. Both ways start from the same materialised candidates; the script assert
 they end with bit-identical parameters, momentum and validation qualities, then prints
 candidates/hour of both and their ratio (last line).
 
-    python benchmarks/generation.py                       # CPU, a couple of minutes
+    python benchmarks/generation.py --threads 1           # CPU, about two minutes
     python benchmarks/generation.py --device cuda --preset s16 --image-size 64
 """
 
@@ -34,7 +34,7 @@ from mutask.trainer.evolution import (
     fresh_plan,
     large_space,
 )
-from mutask.trainer.evolution.hparams import DEPTH
+from mutask.trainer.evolution.hparams import DEPTH, MU
 from mutask.trainer.generation import Momentum, candidate_spec, train_generation
 from mutask.trainer.models import get_shape
 from mutask.trainer.pool import ComponentPool
@@ -49,13 +49,17 @@ Outcome = tuple[list[tuple[CandidateResult, Momentum]], list[list[torch.Tensor]]
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N] | auto")
-    p.add_argument("--preset", default="mu-small", help="ViT preset of the root")
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--preset", default="mu-tiny", help="ViT preset of the root")
+    p.add_argument("--image-size", type=int, default=16)
     p.add_argument("--candidates", "-k", type=int, default=8)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=40, help="steps per validation round")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--validation", type=int, default=512, help="validation examples")
+    p.add_argument("--mu", type=float, default=None,
+                   help="the root's mutation probability µ (ladder 0.10..0.30; default 0.2)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per way (min is kept)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -69,6 +73,8 @@ def make_generation(args: argparse.Namespace, pool_dir: str) -> tuple[
     space = large_space(max_layers=shape.depth, adapters=True, image_size=shape.image_size)
     hparams = space.defaults()
     hparams[DEPTH] = shape.depth
+    if args.mu is not None:
+        hparams[MU] = args.mu
     root_plan = fresh_plan(f"{ROOT_TASK}~0", ROOT_TASK, shape, hparams, 10)
     pool = ComponentPool(SystemStore.open(pool_dir), shape, device, {}, {}, args.seed)
     for new in root_plan.new:
@@ -117,6 +123,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def flop_bound(pool: ComponentPool, plans: Sequence[ChildPlan]) -> float:
+    """Speed-up that sharing frozen prefixes can give at most, counting FLOPs only.
+
+    Forward = the shape's FLOPs per component; backward = 2x forward for owned components,
+    1x (input gradients only) for frozen ones after the first owned one, 0 before it.
+    """
+    shape = pool.shape
+
+    def fwd(cid: str) -> int:
+        c = pool.components[cid]
+        return shape.component_flops(c.name, num_classes=c.num_classes,
+                                     adapter_dim=c.adapter_dim)
+
+    reference = shared = 0
+    prefixes: set[tuple[str, ...]] = set()
+    for plan in plans:
+        ids, own = plan.path.component_ids, set(plan.trainable_ids)
+        split = next((i for i, c in enumerate(ids) if c in own), len(ids))
+        suffix = sum(fwd(c) * (3 if c in own else 2) for c in ids[split:])
+        reference += sum(fwd(c) for c in ids[:split]) + suffix
+        shared += suffix
+        prefixes.update(tuple(ids[:i]) for i in range(1, split + 1))
+    shared += sum(fwd(p[-1]) for p in prefixes)
+    return reference / shared
+
+
 def assert_identical(a: Outcome, b: Outcome) -> None:
     for (r1, m1), (r2, m2), p1, p2 in zip(a[0], b[0], a[1], b[1], strict=True):
         assert [(r.quality, r.score, r.snapshot) for r in r1.rounds] == [
@@ -130,6 +162,8 @@ def assert_identical(a: Outcome, b: Outcome) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     choice = select_device(args.device, "float32")
     with tempfile.TemporaryDirectory() as tmp:
         pool, it, plans, data_hp = make_generation(args, tmp)
@@ -159,14 +193,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lockstep in (False, True):
             run_once(pool, it, plans, make_batches, validation, warm, lockstep)
         settings = TrainSettings(rounds=args.rounds, steps_per_round=args.steps)
-        reference = run_once(pool, it, plans, make_batches, validation, settings, False)
-        mutask = run_once(pool, it, plans, make_batches, validation, settings, True)
-    assert_identical(reference, mutask)
+        runs: dict[bool, list[Outcome]] = {False: [], True: []}
+        for _ in range(args.repeats):  # alternate the two ways so load drifts hit both
+            for lockstep in (False, True):
+                runs[lockstep].append(run_once(pool, it, plans, make_batches, validation,
+                                               settings, lockstep))
+        bound = flop_bound(pool, plans)
+    for out in runs[False][1:] + runs[True]:
+        assert_identical(runs[False][0], out)
+    reference = min(runs[False], key=lambda o: o[2])
+    mutask = min(runs[True], key=lambda o: o[2])
     print("results identical: params, momentum, validation qualities and snapshots (bitwise)")
     rates = {}
     for name, out in (("reference (one by one)", reference), ("mutask (lockstep)", mutask)):
         rates[name] = 3600.0 * len(plans) / out[2]
-        print(f"{name:24s} {out[2]:8.2f} s  {rates[name]:10.1f} candidates/hour")
+        print(f"{name:24s} {out[2]:8.2f} s  {rates[name]:10.1f} candidates/hour "
+              f"(best of {args.repeats})")
+    print(f"FLOP bound of prefix sharing for these plans: {bound:.2f}x")
     print(f"speed-up (mutask / reference candidates per hour): "
           f"{reference[2] / mutask[2]:.2f}x")
     return 0

@@ -34,6 +34,7 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
     if engine.store.read_manifest(ROOT_TASK) is not None:
         raise StoreError(f"{engine.store.uri}: the store already has a root model")
     shape = get_shape(cfg.model.preset, cfg.model.image_size)
+    engine.configure_threads(shape)
     system = System(shape)
     space = Engine.space(cfg, system)
     hparams = space.defaults()

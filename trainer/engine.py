@@ -26,6 +26,7 @@ from mutask.trainer.evolution import (
     Path,
     System,
     TaskIteration,
+    ViTShape,
     large_space,
 )
 from mutask.trainer.evolution.hparams import SearchSpace
@@ -33,7 +34,7 @@ from mutask.trainer.forgetting import Verification, probe_sha256, verify_task
 from mutask.trainer.generation import candidate_spec, train_generation
 from mutask.trainer.manifest import build_manifest
 from mutask.trainer.pool import ComponentPool
-from mutask.trainer.runtime.device import DeviceChoice
+from mutask.trainer.runtime.device import DeviceChoice, auto_cpu_threads
 from mutask.trainer.store.lease import Lease, LeaseLost, new_holder_id
 from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
@@ -79,8 +80,11 @@ class Engine:
         progress_bars: bool = True,
         log: Callable[[str], None] = print,
         lockstep: bool = True,
+        cpu_threads: int | None = None,
     ) -> None:
+        """``cpu_threads``: None = auto (see auto_cpu_threads), 0 = leave torch's setting."""
         self.store = store
+        self.cpu_threads = cpu_threads
         self.lockstep = lockstep  # False: train candidates one by one (the reference way)
         self.device = device
         self.sinks = list(sinks)
@@ -109,7 +113,13 @@ class Engine:
             pool.entries.update(entries)
             pool.seed = seed
         self._pool = pool
+        self.configure_threads(system.shape)
         return system, manifests, pool
+
+    def configure_threads(self, shape: ViTShape) -> None:
+        """Set torch's CPU intra-op threads for this model size (unless told not to)."""
+        if self.device.kind == "cpu" and self.cpu_threads != 0:
+            torch.set_num_threads(self.cpu_threads or auto_cpu_threads(shape.hidden))
 
     def task_data(self, cfg: IntroduceConfig, image_size: int) -> DeviceTask:
         return self.data.get(cfg.task, cfg.dataset, image_size)

@@ -10,8 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
-from mutask.trainer.evolution import ROOT_TASK, System
+from mutask.trainer.evolution import ROOT_TASK, System, architecture
 from mutask.trainer.forgetting import Verification
 from mutask.trainer.summary import system_table, task_rows
 

@@ -1,0 +1,37 @@
+"""Smoke runs of the generation benchmark and the quality suite with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], timeout: int) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_generation_benchmark_smoke() -> None:
+    out = _run(["benchmarks/generation.py", "-k", "3", "--rounds", "1", "--steps", "2",
+                "--repeats", "1", "--threads", "1"], timeout=120)
+    assert "results identical" in out
+    assert out.strip().splitlines()[-1].startswith("speed-up")
+
+
+def test_quality_suite_quick(tmp_path: Path) -> None:
+    out = _run(["benchmarks/quality.py", "--quick", "--no-fashion", "--threads", "1",
+                "--out", str(tmp_path)], timeout=120)
+    assert out.strip().splitlines()[-1].startswith("headline vs fine-tune per task")
+    records = json.loads((tmp_path / "quality_results.json").read_text())
+    methods = {r["method"] for r in records}
+    assert {"mutask s=1", "finetune", "head", "adapters", "sequential"} <= methods
+    assert len({r["task"] for r in records}) >= 6
+    assert all(r["acc_own"] == r["acc_final"] for r in records if r["method"].startswith("mutask"))
+    assert (tmp_path / "quality_accuracy_vs_params.png").exists()
+    assert (tmp_path / "quality_params_vs_tasks.png").exists()
