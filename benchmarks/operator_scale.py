@@ -36,9 +36,13 @@ RSS_TARGET_MB = 150.0
 TI_PATH = "/apis/mutask.dev/v1alpha1/namespaces/bench/taskintroductions"
 
 
-class Timeline:
-    created: dict[str, float] = {}
-    first_status: dict[str, float] = {}
+class _Timeline:
+    def __init__(self) -> None:
+        self.created: dict[str, float] = {}
+        self.first_status: dict[str, float] = {}
+
+
+Timeline = _Timeline()
 
 
 _orig_prepare = FakeKubernetes._prepare_update
@@ -63,7 +67,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def histogram_quantiles(text: str, kind: str) -> tuple[float, float, int]:
@@ -178,15 +182,15 @@ def main() -> int:
     missing = args.count - len(latencies)
     p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
     h50, h99, reconciles = histogram_quantiles(metrics, "TaskIntroduction")
-    print(
-        f"introductions: {args.count} at {args.rate:g}/s; Jobs created: {jobs}; no status: {missing}"
-    )
+    print(f"introductions: {args.count} at {args.rate:g}/s; Jobs: {jobs}; no status: {missing}")
     print(f"all converged after {converged:.1f} s")
     print(
-        f"create -> Accepted latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        f"create -> Accepted latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms"
     )
     print(
-        f"operator reconcile duration (histogram buckets, {reconciles} reconciles): p50 <= {h50:g} s, p99 <= {h99:g} s"
+        f"operator reconcile duration ({reconciles} reconciles, histogram buckets): "
+        f"p50 <= {h50:g} s, p99 <= {h99:g} s"
     )
     print(f"operator RSS: idle {idle_rss:.0f} MB, after {rss:.0f} MB, peak {peak:.0f} MB")
     print(

@@ -35,14 +35,25 @@ MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
 class Options:
     """Process options set by ``main.run`` (or from env when run through ``kopf run``)."""
 
-    metrics_port: int = int(os.environ.get("MUTASK_OPERATOR_METRICS_PORT", "8080"))
-    server_timeout: float = float(os.environ.get("MUTASK_OPERATOR_WATCH_SERVER_TIMEOUT", "300"))
-    client_timeout: float = float(os.environ.get("MUTASK_OPERATOR_WATCH_CLIENT_TIMEOUT", "330"))
-    connect_timeout: float = float(os.environ.get("MUTASK_OPERATOR_WATCH_CONNECT_TIMEOUT", "10"))
-    max_workers: int = int(os.environ.get("MUTASK_OPERATOR_MAX_WORKERS", "16"))
+    metrics_port: int = 8080
+    server_timeout: float = 300.0
+    client_timeout: float = 330.0
+    connect_timeout: float = 10.0
+    max_workers: int = 16
+
+    @classmethod
+    def from_env(cls) -> Options:
+        env = os.environ
+        return cls(
+            metrics_port=int(env.get("MUTASK_OPERATOR_METRICS_PORT", "8080")),
+            server_timeout=float(env.get("MUTASK_OPERATOR_WATCH_SERVER_TIMEOUT", "300")),
+            client_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CLIENT_TIMEOUT", "330")),
+            connect_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CONNECT_TIMEOUT", "10")),
+            max_workers=int(env.get("MUTASK_OPERATOR_MAX_WORKERS", "16")),
+        )
 
 
-OPTIONS = Options()
+OPTIONS: Options | None = None  # None: read the environment at startup
 
 
 @dataclass
@@ -95,13 +106,17 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.watching.server_timeout = OPTIONS.server_timeout
-    settings.watching.client_timeout = OPTIONS.client_timeout
-    settings.watching.connect_timeout = OPTIONS.connect_timeout
-    settings.execution.max_workers = OPTIONS.max_workers
+    options = OPTIONS or Options.from_env()
+    settings.watching.server_timeout = options.server_timeout
+    settings.watching.client_timeout = options.client_timeout
+    settings.watching.connect_timeout = options.connect_timeout
+    settings.execution.max_workers = options.max_workers
     settings.persistence.finalizer = f"{api.GROUP}/operator"  # named, though none is needed
     settings.posting.level = logging.WARNING
-    metrics.serve(OPTIONS.metrics_port)
+    try:
+        metrics.serve(options.metrics_port)
+    except OSError as err:  # keep reconciling; the missing /metrics shows in monitoring
+        log.error("cannot serve metrics on port %s: %s", options.metrics_port, err)
     STATE.ti_index, STATE.pod_index, STATE.systems = {}, {}, set()
     kube = await asyncio.get_running_loop().run_in_executor(None, Kube.from_environment)
     STATE.ctx = Context(

@@ -10,6 +10,7 @@ on ``--metrics-port`` (``/metrics``). Watch timeouts are explicit (see handlers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -51,7 +52,9 @@ def run(argv: list[str]) -> int:
 
     from mutask.operator import handlers
 
-    handlers.OPTIONS.metrics_port = args.metrics_port
+    handlers.OPTIONS = dataclasses.replace(
+        handlers.Options.from_env(), metrics_port=args.metrics_port
+    )
     kopf.configure(verbose=args.verbose, debug=False)
     logging.getLogger("mutask").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port > 0 else None

@@ -61,10 +61,18 @@ def plot_sharing(system: System, out: Path) -> None:
                 edgecolors="black",
                 zorder=3,
             )
+    # one bracket per shared component, offset sideways so that two components shared in the
+    # same column never look like one line passing through an unrelated task's dot
+    lanes: dict[int, int] = {}
     for points in placed.values():
         if len(points) > 1:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color="black", linewidth=1.5, zorder=2)
+            col = points[0][0]
+            lane = lanes[col] = lanes.get(col, -1) + 1
+            dx = 0.28 + 0.12 * lane
+            ys = [row for _, row in points]
+            ax.plot([col + dx] * 2, [min(ys), max(ys)], color="black", linewidth=1.5)
+            for row in ys:
+                ax.plot([col, col + dx], [row, row], color="black", linewidth=1.0, zorder=2)
     ax.set_xticks(
         range(len(slots)),
         [s.replace("encoderblock_", "blk").replace("residual_adapter_", "adp") for s in slots],
@@ -78,7 +86,7 @@ def plot_sharing(system: System, out: Path) -> None:
         for t, c in colours.items()
     ]
     ax.legend(handles=handles, bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
-    ax.set_title("Component sharing (vertical lines join one shared component)")
+    ax.set_title("Component sharing (a bracket joins the tasks that share one component)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
