@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_testutil import synthetic
+
 from mutask.trainer.data import SourceCache
 from mutask.trainer.data.idx import write_idx
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_testutil import synthetic
+
 from mutask.trainer.data import DatasetError, load_source
 from mutask.trainer.data.builtin import FASHION_MNIST_SHA256, load_fashion_mnist_source
 from mutask.trainer.data.download import fetch_verified, sha256_of

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_testutil import synthetic
+
 from mutask.trainer.data import BUILTIN_SOURCES, DatasetError, SourceCache, load_source
 from mutask.trainer.data.builtin import load_fashion_mnist_source, load_mnist_source
 from mutask.trainer.data.idx import read_idx, write_idx

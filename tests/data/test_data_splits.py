@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mutask.trainer.data import DatasetError, ImageSplit, Source, parse_split, select_split
 from mutask.trainer.data.splits import Bound, SplitSlice, overlap, resolve_split
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_testutil import synthetic
+
 from mutask.trainer.config import DatasetConfig
 from mutask.trainer.data import TRANSFORMS, DatasetError, SourceCache, load_task
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from data_testutil import synthetic
+
 from mutask.trainer.data import ImageSplit, eval_batches, prepare
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from mutask.trainer.evolution.architecture import ViTShape
 from mutask.trainer.models import (
     CheckpointError,
@@ -17,8 +20,6 @@ from mutask.trainer.models import (
     load_root_weights,
     save_exported,
 )
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 BuildPath = Callable[..., PathModel]
 Randomize = Callable[[nn.Module, int], None]

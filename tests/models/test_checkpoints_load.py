@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mutask.trainer.evolution.architecture import ViTShape, architecture
-from mutask.trainer.models import CheckpointError, PathModel, build_component, load_root_weights
 from safetensors.torch import save_file
 from torch import Tensor
+
+from mutask.trainer.evolution.architecture import ViTShape, architecture
+from mutask.trainer.models import CheckpointError, PathModel, build_component, load_root_weights
 
 State = dict[str, Tensor]
 

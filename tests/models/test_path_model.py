@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from torch import nn
+
 from mutask.trainer.evolution.architecture import ViTShape, architecture
 from mutask.trainer.models import STEM_LENGTH, PathModel, build_component
-from torch import nn
 
 BuildPath = Callable[..., PathModel]
 Randomize = Callable[[nn.Module, int], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mutask.trainer.evolution.architecture import ViTShape
 from mutask.trainer.models import build_component, get_shape, list_presets, register_preset, vit
 

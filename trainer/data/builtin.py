@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
+
 from mutask.trainer.data.arrays import ImageSplit, Source, make_source, make_split
 from mutask.trainer.data.download import default_cache_dir, fetch_verified
 from mutask.trainer.data.errors import DatasetError

@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from mutask.trainer.data.arrays import ImageSplit, Source, make_source, make_split
 from mutask.trainer.data.errors import DatasetError
 

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from mutask.trainer.data.arrays import ImageSplit, Source, make_source, make_split
 from mutask.trainer.data.builtin import (
     BUILTIN_SOURCES,

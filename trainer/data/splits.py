@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
 from mutask.trainer.data.arrays import ImageSplit, Source
 from mutask.trainer.data.errors import DatasetError
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from mutask.trainer.data.augment import Augmenter
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+
 from mutask.trainer.config import DatasetConfig
 from mutask.trainer.data.arrays import ImageSplit, Source
 from mutask.trainer.data.errors import DatasetError

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from mutask.trainer.data.arrays import ImageSplit
 
 # Images converted per chunk, to bound the float32 intermediate of a large split.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import Tensor
+
 from mutask.trainer.evolution.architecture import ViTShape
 from mutask.trainer.models.errors import CheckpointError
-from torch import Tensor
 
 Flat = dict[str, tuple[Tensor, str]]
 _T = "Transformer"

@@ -25,6 +25,10 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
 from mutask.trainer.evolution.architecture import (
     CLS,
     EMBEDDING,
@@ -48,9 +52,6 @@ from mutask.trainer.models.vit import (
     ResidualAdapter,
     build_component,
 )
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
 StrPath = str | os.PathLike[str]
 Flat = dict[str, tuple[Tensor, str]]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+from torch import Tensor, nn
+
 from mutask.trainer.evolution.architecture import (
     CLS,
     EMBEDDING,
@@ -37,7 +39,6 @@ from mutask.trainer.models.components import (
     PositionEmbedding,
     ResidualAdapter,
 )
-from torch import Tensor, nn
 
 __all__ = [
     "STEM_LENGTH",
