@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,13 +33,14 @@ from mutask.trainer.evolution.hparams import SearchSpace
 from mutask.trainer.forgetting import Verification, probe_sha256, verify_task
 from mutask.trainer.generation import candidate_spec, train_generation
 from mutask.trainer.manifest import build_manifest
+from mutask.trainer.placement import train_placed
 from mutask.trainer.pool import ComponentPool
 from mutask.trainer.runtime.device import DeviceChoice, auto_cpu_threads
 from mutask.trainer.store.lease import Lease, LeaseLost, new_holder_id
 from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
 from mutask.trainer.taskdata import DeviceTask, TaskDataCache
-from mutask.trainer.training import TrainSettings, evaluate
+from mutask.trainer.training import Batch, TrainSettings, evaluate
 
 ProgressSink = Callable[[Mapping[str, object]], None]
 
@@ -229,19 +230,27 @@ class Engine:
             # As in the reference, all K children of a generation are proposed from the
             # population as it stands at the generation's start, then trained.
             plans = [it.propose(k, data_hp) for k in range(cfg.budget.candidates)]
-            specs = [candidate_spec(pool, plan, _score_fn(it, plan.path), it.bar(plan.path))
-                     for plan in plans]
 
             def tick(_step: int) -> None:
                 bar.update(1)
 
-            trained = train_generation(
-                specs,
-                lambda: iter(BatchStream(data.train[0], data.train[1], cfg.budget.batch_size,
-                                         stream_seed, augmenter)),
-                val, settings, lockstep=self.lockstep, on_step=tick,
-                should_stop=self.should_stop,
-            )
+            def batches() -> Iterator[Batch]:
+                return iter(BatchStream(data.train[0], data.train[1], cfg.budget.batch_size,
+                                        stream_seed, augmenter))
+
+            if len(self.device.devices) > 1:  # one candidate per device (k -> k % n)
+                trained = train_placed(
+                    pool, plans, [_score_fn(it, p.path) for p in plans],
+                    [it.bar(p.path) for p in plans], self.device.devices, batches, val,
+                    settings, lockstep=self.lockstep, on_step=tick,
+                    should_stop=self.should_stop,
+                )
+            else:
+                specs = [candidate_spec(pool, plan, _score_fn(it, plan.path),
+                                        it.bar(plan.path)) for plan in plans]
+                trained = train_generation(specs, batches, val, settings,
+                                           lockstep=self.lockstep, on_step=tick,
+                                           should_stop=self.should_stop)
             for k, (plan, (result, momentum)) in enumerate(zip(plans, trained, strict=True)):
                 joined = False
                 if result.quality is not None:

@@ -4,6 +4,10 @@ Frozen components are loaded once from their blobs and marked ``requires_grad=Fa
 path's model references them (no copies). Components a child owns are deep copies of an
 ancestor's module and momentum, or fresh initialisations from a generator seeded by the
 component id, so materialising a plan is deterministic.
+
+With several devices (see :mod:`mutask.trainer.placement`) frozen components are also
+replicated once per extra device slot: read-only bit-identical copies, cached until the
+component is dropped or replaced.
 """
 
 from __future__ import annotations
@@ -46,16 +50,24 @@ class ComponentPool:
         self.seed = seed
         self.modules: dict[str, nn.Module] = {}
         self.momentum: dict[str, dict[str, torch.Tensor]] = {}
+        # slot (index into DeviceChoice.devices, >= 1) -> component id -> frozen replica
+        self.replicas: dict[int, dict[str, nn.Module]] = {}
 
-    def _build(self, component: Component, generator: torch.Generator | None) -> nn.Module:
-        module = build_component(
+    def _build(
+        self, component: Component, generator: torch.Generator | None, device: torch.device
+    ) -> nn.Module:
+        return build_component(
             component.name,
             self.shape,
             num_classes=component.num_classes,
             adapter_dim=component.adapter_dim,
             generator=generator,
+            device=device,
         )
-        return module.to(self.device)
+
+    def _forget_replicas(self, component_id: str) -> None:
+        for cache in self.replicas.values():
+            cache.pop(component_id, None)
 
     def get(self, component_id: str) -> nn.Module:
         """The module of a component, loading a published one from its blob on first use."""
@@ -77,22 +89,30 @@ class ComponentPool:
         ).to_empty(device=self.device)
         module.load_state_dict(params, strict=True)
         module.requires_grad_(not frozen)
+        self._forget_replicas(component.id)
         self.components[component.id] = component
         self.modules[component.id] = module
         self.momentum[component.id] = {k: v.to(self.device) for k, v in momentum.items()}
         return module
 
-    def materialize(self, new: NewComponent) -> nn.Module:
-        """Create a child's own component: copy of its source, or a fresh seeded init."""
+    def materialize(self, new: NewComponent, device: torch.device | None = None) -> nn.Module:
+        """Create a child's own component: copy of its source, or a fresh seeded init.
+
+        ``device`` (default the pool's) is where the module and its momentum live; the
+        values do not depend on it (copies are exact, inits are drawn on the CPU).
+        """
         comp = new.component
+        device = self.device if device is None else device
         if new.source is not None:
-            module = copy.deepcopy(self.get(new.source))
-            momentum = {k: v.clone() for k, v in self.momentum.get(new.source, {}).items()}
+            module = copy.deepcopy(self.get(new.source)).to(device)
+            momentum = {k: v.to(device, copy=True)
+                        for k, v in self.momentum.get(new.source, {}).items()}
         else:
             gen = torch.Generator().manual_seed(component_seed(self.seed, comp.id))
-            module = self._build(comp, gen)
+            module = self._build(comp, gen, device)
             momentum = {}
         module.requires_grad_(True)
+        self._forget_replicas(comp.id)
         self.components[comp.id] = comp
         self.modules[comp.id] = module
         self.momentum[comp.id] = momentum
@@ -100,6 +120,39 @@ class ComponentPool:
 
     def model(self, path: Path) -> PathModel:
         return PathModel([(name, self.get(cid)) for name, cid in path.components])
+
+    def replica(self, component_id: str, slot: int, device: torch.device) -> nn.Module:
+        """A frozen, read-only copy of a component on ``device`` for device slot ``slot``.
+
+        Slot 0 is the pool's own device: the live module itself. Other slots get a copy made
+        once (bit-identical: same parameters, copied) and kept until the component is
+        dropped, reloaded or rematerialised.
+        """
+        if slot == 0:
+            return self.get(component_id)
+        cache = self.replicas.setdefault(slot, {})
+        module = cache.get(component_id)
+        if module is None:
+            source = self.get(component_id)
+            comp = self.components[component_id]
+            module = build_component(
+                comp.name,
+                self.shape,
+                num_classes=comp.num_classes,
+                adapter_dim=comp.adapter_dim,
+                device="meta",
+            ).to_empty(device=device)
+            module.load_state_dict(source.state_dict(), strict=True)
+            module.requires_grad_(False)
+            cache[component_id] = module
+        return module
+
+    def to_home(self, component_id: str) -> None:
+        """Move a live component (module and momentum) back to the pool's device, in place."""
+        self.modules[component_id].to(self.device)
+        self.momentum[component_id] = {
+            k: v.to(self.device) for k, v in self.momentum.get(component_id, {}).items()
+        }
 
     def freeze(self, ids: Iterable[str]) -> None:
         for cid in ids:
@@ -109,6 +162,7 @@ class ComponentPool:
         for cid in ids:
             self.modules.pop(cid, None)
             self.momentum.pop(cid, None)
+            self._forget_replicas(cid)
 
     def param_hash(self, component_id: str) -> str:
         return param_hash(dict(self.get(component_id).state_dict()))

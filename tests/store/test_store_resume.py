@@ -26,7 +26,7 @@ from mutask.trainer.store.system_store import SystemStore
 
 pytestmark = pytest.mark.slow
 TASK, TRANSFORM = "rot90", "rot90"
-ARGS = {"generations": 2, "steps": 8}
+ARGS = {"generations": 3, "steps": 20}
 
 
 @dataclass
@@ -87,9 +87,11 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
     resume_key, lease_key = f"tasks/{TASK}/resume.json", f"tasks/{TASK}/lease.json"
     _kill_when(by["after-generation-checkpoint"], stores["after-generation-checkpoint"],
                lambda: _exists(stores["after-generation-checkpoint"], resume_key), 0.0)
+    # a random moment inside the later generations' training: after the first generation's
+    # checkpoint, well before the remaining 2 generations (8 candidates x 20 steps) can end
     _kill_when(by["random-in-training"], stores["random-in-training"],
-               lambda: _exists(stores["random-in-training"], lease_key),
-               rnd.uniform(0.0, 1.5))
+               lambda: _exists(stores["random-in-training"], resume_key),
+               rnd.uniform(0.05, 0.5))
     for sc in scenarios:
         assert sc.run is not None
         code = sc.run.wait()
@@ -114,7 +116,7 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
                                  for e in m["components"].values()}), sc.name
         assert main(["verify", "--store", sc.uri, "--device", "cpu"]) == 0, sc.name
     assert "resumed at generation 1" in _log(by["after-generation-checkpoint"])
-    assert "resumed at generation 2" in _log(by["publish-before-manifest"])
+    assert f"resumed at generation {ARGS['generations']}" in _log(by["publish-before-manifest"])
     assert "already published" in _log(by["publish-after-manifest"])
 
 

@@ -12,16 +12,30 @@ import torch
 
 @dataclass(frozen=True)
 class DeviceChoice:
-    """The device to train on, its kind, how many there are, and the autocast dtype."""
+    """The device to train on, its kind, how many there are, and the autocast dtype.
+
+    ``devices`` are the devices a generation's candidates are placed on (candidate ``k`` on
+    ``devices[k % n]``, see :mod:`mutask.trainer.placement`); the first is always ``device``,
+    which holds the pool, the data and everything outside generation training. It defaults to
+    ``(device,)``: one device, nothing split.
+    """
 
     device: torch.device
     kind: str
     count: int
     autocast: torch.dtype | None
+    devices: tuple[torch.device, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.devices:
+            object.__setattr__(self, "devices", (self.device,))
+        elif self.devices[0] != self.device:
+            raise ValueError(f"devices must start with device {self.device}, got {self.devices}")
 
     def describe(self) -> str:
         amp = f", autocast {self.autocast}" if self.autocast else ""
-        return f"{self.kind} ({self.device}, {self.count} device(s){amp})"
+        split = f", candidates over {len(self.devices)}" if len(self.devices) > 1 else ""
+        return f"{self.kind} ({self.device}, {self.count} device(s){split}{amp})"
 
 
 def _xla_device(import_module: Callable[[str], object]) -> torch.device | None:
@@ -48,7 +62,9 @@ def select_device(
     """Pick the device for ``preference`` (auto|cpu|cuda[:N]|xla) and the autocast dtype.
 
     ``auto`` takes XLA when ``PJRT_DEVICE`` is set and torch_xla imports, else CUDA when
-    available, else CPU. bf16 autocast is used on XLA and on CUDA with bf16 support when
+    available, else CPU. ``auto``/``cuda`` on a host with several GPUs lists them all in
+    ``devices`` (the current one first), so a generation places one candidate per GPU.
+    bf16 autocast is used on XLA and on CUDA with bf16 support when
     precision is ``auto``; CPU trains in float32 unless ``bfloat16`` is asked for.
     """
     env = os.environ if env is None else env
@@ -67,6 +83,11 @@ def select_device(
         elif preference.startswith("cuda"):
             raise RuntimeError(f"device={preference}: CUDA is not available")
     count = torch.cuda.device_count() if kind == "cuda" else 1
+    devices = (device,)
+    if kind == "cuda" and device.index is None and count > 1:
+        # every visible GPU, one candidate per device; `cuda:N` asks for that GPU alone
+        first = torch.cuda.current_device()
+        devices += tuple(torch.device("cuda", i) for i in range(count) if i != first)
     if precision == "float32":
         amp = None
     elif (
@@ -77,7 +98,7 @@ def select_device(
         amp = torch.bfloat16
     else:
         amp = None
-    return DeviceChoice(device, kind, count, amp)
+    return DeviceChoice(device, kind, count, amp, devices)
 
 
 def auto_cpu_threads(hidden: int, cores: int | None = None) -> int:
