@@ -367,7 +367,9 @@ class Engine:
                   params_added=manifest["params"]["added"],
                   accounted_params=manifest["score"]["accounted_params"],
                   penalty=manifest["score"]["penalty"], best_score=best.score,
-                  best_accuracy=best.quality, checkpoint_seconds=time.perf_counter() - t0)
+                  best_accuracy=best.quality, checkpoint_seconds=time.perf_counter() - t0,
+                  system_params=sum(c.num_params for c in system.components.values()),
+                  component_count=len(system.components))
         return manifest
 
     # -- verification --------------------------------------------------------------------------
