@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from mutask.operator import api
 from mutask.operator.config_builder import _sub, resolve_accelerator
 from mutask.operator.objects import Obj, common_labels, job_name, meta, owner_reference, spec
 from mutask.operator.settings import OperatorSettings
+
+STORE_VOLUME = "store"
 
 
 def pod_failure_policy() -> dict[str, Any]:
@@ -84,6 +87,24 @@ def container_resources(
     return {"requests": requests, "limits": limits}
 
 
+def store_volume(system: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(volume, volumeMount) of a ``file://`` store's PersistentVolumeClaim, mounted at the path.
+
+    Every trainer pod of the system (bootstrap and introductions) mounts the same claim, so the
+    root one Job publishes is visible to the next. ``gs://`` stores need no volume (None).
+    """
+    storage = _sub(spec(system), "storage")
+    parsed = urlparse(str(storage.get("uri", "")))
+    claim = _sub(storage, "persistentVolumeClaim").get("claimName")
+    if parsed.scheme != "file" or not claim:
+        return None
+    path = parsed.path.rstrip("/") or "/"
+    return (
+        {"name": STORE_VOLUME, "persistentVolumeClaim": {"claimName": str(claim)}},
+        {"name": STORE_VOLUME, "mountPath": path},
+    )
+
+
 def build_job(
     system: Obj, intro: Obj, settings: OperatorSettings, *, bootstrap_root: bool = False
 ) -> dict[str, Any]:
@@ -125,6 +146,10 @@ def build_job(
     if accel.get("type") in ("gpu", "tpu"):
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    store = store_volume(system)
+    if store is not None:
+        volumes.append(store[0])
+        mounts.append(store[1])
 
     container: dict[str, Any] = {
         "name": api.CONTAINER_NAME,

@@ -33,11 +33,15 @@ kubectl wait --for=condition=Established crd/multitasksystems.mutask.dev crd/tas
 kubectl create namespace mutask-system --dry-run=client -o yaml | kubectl apply -f -
 kubectl create namespace mutask --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -f manifests/operator/rbac.yaml
-# file:// store on the kind node: the trainer pod and the bootstrap share /var/lib/mutask
-docker exec "$CLUSTER-control-plane" mkdir -p /var/lib/mutask/tiny
-docker exec "$CLUSTER-control-plane" chown -R 10001:10001 /var/lib/mutask
+# The file:// store: a PersistentVolumeClaim that every trainer pod of "tiny" (bootstrap Job,
+# then the introduction Jobs) mounts at /var/lib/mutask/tiny. kind's default StorageClass is
+# local-path (ReadWriteOnce, WaitForFirstConsumer): fine here, since this is a single-node
+# cluster and the Jobs run one at a time per task on that node (RWO allows pods of one node to
+# share the volume). A multi-node cluster needs a ReadWriteMany class (see the sample's comment).
+kubectl apply -f manifests/samples/store-pvc.yaml
 
-# Run the operator on the host (the storage probe of file:// needs the path: create it here too).
+# Run the operator on the host. Its file:// probe looks at its own filesystem, not the claim:
+# this (empty) host directory makes it run the bootstrap Job, whose success marks the root ready.
 mkdir -p /var/lib/mutask/tiny 2>/dev/null || sudo mkdir -p /var/lib/mutask/tiny
 . .venv/bin/activate
 ( cd /tmp && MUTASK_TRAINER_IMAGE_CPU="$IMAGE" MUTASK_IMAGE_PULL_POLICY=Never \

@@ -56,6 +56,7 @@ def test_cel_rule_rejects_gpu_without_block(kubeconfig: str) -> None:
 
 
 def test_cpu_introduction_succeeds(kubeconfig: str) -> None:
+    kubectl(kubeconfig, "apply", "-f", str(ROOT / "manifests/samples/store-pvc.yaml"))
     kubectl(
         kubeconfig, "apply", "-f", str(ROOT / "manifests/samples/multitasksystem-bootstrap.yaml")
     )

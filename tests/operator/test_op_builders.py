@@ -168,6 +168,53 @@ def test_restricted_pod_security() -> None:
     assert pod(job)["restartPolicy"] == "Never"
 
 
+PVC = {"claimName": "tiny-store"}
+
+# (id, storage, expected store volume or None, expected mountPath or None)
+STORAGE = [
+    ("gs", {"uri": "gs://bucket/systems/vision"}, None, None),
+    ("gs-pvc-ignored", {"uri": "gs://bucket/p", "persistentVolumeClaim": PVC}, None, None),
+    (
+        "file-pvc",
+        {"uri": "file:///var/lib/mutask/tiny", "persistentVolumeClaim": PVC},
+        {"claimName": "tiny-store"},
+        "/var/lib/mutask/tiny",
+    ),
+    (
+        "file-pvc-trailing-slash",
+        {"uri": "file:///data/store/", "persistentVolumeClaim": PVC},
+        {"claimName": "tiny-store"},
+        "/data/store",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("storage", "claim", "mount_path"), [s[1:] for s in STORAGE], ids=[s[0] for s in STORAGE]
+)
+@pytest.mark.parametrize("bootstrap_root", [False, True], ids=["intro", "bootstrap"])
+def test_store_volume(
+    storage: dict[str, Any],
+    claim: dict[str, Any] | None,
+    mount_path: str | None,
+    bootstrap_root: bool,
+) -> None:
+    boot = {"preset": "mu-tiny", "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}}}
+    system = merged(SYSTEM, storage=storage, rootModel=boot)
+    intro = bootstrap_introduction(system) if bootstrap_root else INTRO
+    job = build_job(system, intro, S, bootstrap_root=bootstrap_root)
+    volumes = {v["name"]: v for v in pod(job)["volumes"]}
+    mounts = {m["name"]: m for m in container(job)["volumeMounts"]}
+    if claim is None:
+        assert "store" not in volumes and "store" not in mounts
+        assert not any("persistentVolumeClaim" in v for v in volumes.values())
+        assert set(volumes) == {"config", "tmp"}
+        return
+    assert volumes["store"] == {"name": "store", "persistentVolumeClaim": claim}
+    assert mounts["store"] == {"name": "store", "mountPath": mount_path}  # writable
+    assert container(job)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_command_env_ports_and_metadata() -> None:
     job = build_job(SYSTEM, INTRO, OperatorSettings(backoff_limit=9))
     c = container(job)

@@ -26,9 +26,28 @@ def sample_docs() -> list[tuple[str, dict[str, Any]]]:
     docs = []
     for path in SAMPLES:
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
+            if doc and doc["apiVersion"].startswith("mutask.dev/"):  # not the sample PVC
                 docs.append((path.name, doc))
     return docs
+
+
+def test_file_store_samples_have_their_claim() -> None:
+    """Every file:// sample system names a PersistentVolumeClaim that a sample defines."""
+    docs = [d for p in SAMPLES for d in yaml.safe_load_all(p.read_text()) if d]
+    claims = {
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in docs
+        if d["kind"] == "PersistentVolumeClaim"
+    }
+    systems = [
+        d
+        for d in docs
+        if d["kind"] == "MultitaskSystem" and d["spec"]["storage"]["uri"].startswith("file://")
+    ]
+    assert systems
+    for d in systems:
+        claim = d["spec"]["storage"]["persistentVolumeClaim"]["claimName"]
+        assert (d["metadata"]["namespace"], claim) in claims
 
 
 def test_crd_structure() -> None:
@@ -238,6 +257,42 @@ def test_system_storage_immutable() -> None:
     old = mts()
     new = mts(storage={"uri": "gs://other/p"})
     assert "spec.storage.uri is immutable" in cel_errors(MTS, new, old=old)
+
+
+FILE_NEEDS_PVC = "spec.storage.persistentVolumeClaim is required when spec.storage.uri is file://"
+
+
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        ({"uri": "file:///var/lib/mutask/tiny"}, [FILE_NEEDS_PVC]),
+        ({"uri": "file:///s", "persistentVolumeClaim": {"claimName": "store"}}, []),
+        ({"uri": "gs://bucket/p"}, []),
+        ({"uri": "gs://bucket/p", "persistentVolumeClaim": {"claimName": "store"}}, []),
+    ],
+    ids=["file-without-pvc", "file-with-pvc", "gs", "gs-with-pvc"],
+)
+def test_file_storage_requires_pvc(storage: dict[str, Any], expected: list[str]) -> None:
+    assert cel_errors(MTS, mts(storage=storage)) == expected
+    assert schema_errors(MTS, mts(storage=storage)) == []
+
+
+@pytest.mark.parametrize(
+    ("pvc", "field"),
+    [({}, "claimName"), ({"claimName": ""}, "claimName"), ({"claimName": "Bad_Name"}, "claimName")],
+    ids=["missing", "empty", "not-a-dns-name"],
+)
+def test_bad_pvc_rejected(pvc: dict[str, Any], field: str) -> None:
+    errors = schema_errors(MTS, mts(storage={"uri": "file:///s", "persistentVolumeClaim": pvc}))
+    assert any(field in e for e in errors), errors
+
+
+def test_system_pvc_immutable() -> None:
+    old = mts(storage={"uri": "file:///s", "persistentVolumeClaim": {"claimName": "a"}})
+    new = mts(storage={"uri": "file:///s", "persistentVolumeClaim": {"claimName": "b"}})
+    assert cel_errors(MTS, new, old=old) == ["spec.storage.persistentVolumeClaim is immutable"]
+    gone = mts(storage={"uri": "file:///s"})
+    assert FILE_NEEDS_PVC in cel_errors(MTS, gone, old=old)  # nor removed from a file:// store
 
 
 def test_every_rule_compiles_and_has_message() -> None:

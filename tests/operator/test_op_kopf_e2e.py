@@ -354,8 +354,14 @@ def test_unreachable_storage_keeps_introductions_queued(
         new_system(kube, f"file://{tmp_path}/missing")
         new_intro(kube, "x", "digits")
         wait_for("queued", lambda: phase(api, "x") == "Queued")
-        system = api.fake.get(MTS_RES, NS, "vision") or {}
-        ready = {c["type"]: c for c in system["status"]["conditions"]}["Ready"]
-        assert ready["status"] == "False" and ready["reason"] == "Unreachable"
+
+        def ready() -> dict[str, str]:
+            system = api.fake.get(MTS_RES, NS, "vision") or {}
+            conditions = (system.get("status") or {}).get("conditions") or []
+            return {c["type"]: c for c in conditions}.get("Ready") or {}
+
+        # the system's own status lands on its own handler's schedule: wait, don't race it
+        wait_for("system not ready", lambda: ready().get("reason") == "Unreachable")
+        assert ready()["status"] == "False"
         assert not jobs(api)
     assert os.environ.get("KUBECONFIG")
