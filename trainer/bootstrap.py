@@ -8,6 +8,7 @@ being bootstrapped (there is nothing to share yet).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from mutask.trainer.config import IntroduceConfig
@@ -67,7 +68,7 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
         )
         rounds = cfg.budget.validation_rounds * cfg.budget.generations
         settings = engine.settings(cfg)
-        settings = type(settings)(rounds, settings.steps_per_round, autocast=settings.autocast)
+        settings = replace(settings, rounds=rounds)
         result, momentum = train_candidate(
             model,
             own,

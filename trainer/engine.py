@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.data import Augmenter, BatchStream
 from mutask.trainer.evolution import (
-    ROOT_TASK,
     IterationConfig,
     IterationResult,
     Path,
@@ -394,5 +393,3 @@ def _fingerprint(cfg: IntroduceConfig, expected: int) -> str:
         d.pop(key, None)
     return f"{zlib.crc32(repr(sorted(d.items())).encode()):08x}-{expected}"
 
-
-__all__ = ["ROOT_TASK", "Engine", "FencedError", "IntroductionOutcome", "asdict", "derive_seed"]

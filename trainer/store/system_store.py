@@ -19,7 +19,6 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -37,7 +36,6 @@ from mutask.trainer.store.objects import (
     open_object_store,
 )
 
-MANIFEST_FORMAT = 1
 # A publish refreshes referenced blobs older than this, so they stay younger than the GC
 # grace period (which must exceed it, plus the longest publish) while the manifest lands.
 REFRESH_AFTER = 600.0
@@ -191,10 +189,6 @@ class SystemStore:
     def clear_resume(self, task: str) -> None:
         with contextlib.suppress(NotFound):
             self.objects.delete(task_prefix(task) + "resume.json")
-
-
-def shape_to_dict(shape: ViTShape) -> dict[str, int]:
-    return asdict(shape)
 
 
 def system_from_manifests(manifests: Mapping[str, Mapping[str, Any]]) -> System:
