@@ -40,6 +40,15 @@ def _add_common(p: argparse.ArgumentParser, store: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | xla (default: auto)")
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="candidates of a generation trained at once on a CPU (default: one per "
+        "available core for small models; results are the same for any value)",
+    )
+
+
 def _introduce_parser(sub: Any) -> None:
     p = sub.add_parser(
         "introduce",
@@ -52,7 +61,7 @@ def _introduce_parser(sub: Any) -> None:
         "--config",
         type=Path,
         help="JSON config file (IntroduceConfig); flags "
-        "below are ignored when given, except --store/--seed/--device if set",
+        "below are ignored when given, except --store/--seed/--device/--workers if set",
     )
     p.add_argument("--task", help="task name, e.g. digits or private:my-task")
     p.add_argument(
@@ -92,6 +101,7 @@ def _introduce_parser(sub: Any) -> None:
         help="create the root model first if the store has none",
     )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    _add_workers(p)
     p.add_argument("--no-verify", action="store_true", help="skip the no-forgetting check")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -119,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="a much smaller budget (tests, smoke)")
     p.add_argument("--fresh", action="store_true", help="delete an existing demo store first")
+    _add_workers(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     _introduce_parser(sub)
@@ -167,6 +178,10 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
             cfg.store = args.store
         if args.seed != 0:  # the help promises --seed overrides the file when given
             cfg.seed = args.seed
+        if args.device != "auto":
+            cfg.device = args.device
+        if args.workers is not None:
+            cfg.workers = args.workers
         return cfg.validate()
     if not args.task:
         raise ConfigError("--task", None, "required (or give --config FILE)")
@@ -192,6 +207,7 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
         seed=args.seed,
         device=args.device,
         metrics_port=args.metrics_port,
+        workers=args.workers,
         bootstrap_root=args.bootstrap_root,
     ).validate()
 

@@ -45,7 +45,12 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
         sinks.append(reporter)
     device = select_device(cfg.device, cfg.precision)
     engine = Engine(
-        SystemStore.open(cfg.store), device, sinks=sinks, should_stop=stop, progress_bars=not quiet
+        SystemStore.open(cfg.store),
+        device,
+        sinks=sinks,
+        should_stop=stop,
+        progress_bars=not quiet,
+        workers=cfg.workers,
     )
     print(
         f"mutask: task {cfg.task} on {device.describe()}, store {engine.store.uri}", file=sys.stderr

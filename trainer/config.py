@@ -108,6 +108,7 @@ class IntroduceConfig:
     device: str = "auto"
     precision: str = "auto"
     metrics_port: int | None = None
+    workers: int | None = None  # candidates trained at once; None = one per free CPU core
     agent_id: str | None = None
     bootstrap_root: bool = False
 
@@ -139,6 +140,12 @@ class IntroduceConfig:
             raise ConfigError("precision", self.precision, "must be auto, float32 or bfloat16")
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigError("metrics_port", self.metrics_port, "must be a TCP port")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ConfigError(
+                "workers", self.workers, "must be an integer >= 1, or null for one per CPU core"
+            )
         if self.model.image_size < 4:
             raise ConfigError("model.image_size", self.model.image_size, "must be >= 4")
         if self.dataset.labels is not None and self.dataset.label_map is not None:

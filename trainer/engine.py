@@ -34,7 +34,12 @@ from mutask.trainer.generation import candidate_spec, train_generation
 from mutask.trainer.manifest import build_manifest
 from mutask.trainer.placement import train_placed
 from mutask.trainer.pool import ComponentPool
-from mutask.trainer.runtime.device import DeviceChoice, auto_cpu_threads
+from mutask.trainer.runtime.device import (
+    DeviceChoice,
+    auto_candidate_workers,
+    auto_cpu_threads,
+    available_cpus,
+)
 from mutask.trainer.store.lease import Lease, LeaseLost, new_holder_id
 from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
@@ -81,10 +86,16 @@ class Engine:
         log: Callable[[str], None] = print,
         lockstep: bool = True,
         cpu_threads: int | None = None,
+        workers: int | None = None,
     ) -> None:
-        """``cpu_threads``: None = auto (see auto_cpu_threads), 0 = leave torch's setting."""
+        """``cpu_threads``: None = auto (see auto_cpu_threads), 0 = leave torch's setting.
+        ``workers``: threads training a generation's candidates at once (lockstep on one
+        device); None = auto (see auto_candidate_workers). Results do not depend on it."""
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.store = store
         self.cpu_threads = cpu_threads
+        self.workers = workers
         self.lockstep = lockstep  # False: train candidates one by one (the reference way)
         self.device = device
         self.sinks = list(sinks)
@@ -120,6 +131,15 @@ class Engine:
         """Set torch's CPU intra-op threads for this model size (unless told not to)."""
         if self.device.kind == "cpu" and self.cpu_threads != 0:
             torch.set_num_threads(self.cpu_threads or auto_cpu_threads(shape.hidden))
+
+    def candidate_workers(self, candidates: int) -> int:
+        """How many of a generation's ``candidates`` train at once on this engine's device."""
+        if not self.lockstep:
+            return 1
+        if self.workers is not None:
+            return min(self.workers, max(1, candidates))
+        return auto_candidate_workers(self.device.kind, torch.get_num_threads(), candidates,
+                                      available_cpus())
 
     def task_data(self, cfg: IntroduceConfig, image_size: int) -> DeviceTask:
         return self.data.get(cfg.task, cfg.dataset, image_size)
@@ -249,7 +269,8 @@ class Engine:
                                         it.bar(plan.path)) for plan in plans]
                 trained = train_generation(specs, batches, val, settings,
                                            lockstep=self.lockstep, on_step=tick,
-                                           should_stop=self.should_stop)
+                                           should_stop=self.should_stop,
+                                           workers=self.candidate_workers(len(specs)))
             for k, (plan, (result, momentum)) in enumerate(zip(plans, trained, strict=True)):
                 joined = False
                 if result.quality is not None:

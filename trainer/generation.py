@@ -15,8 +15,11 @@ and is kept for the benchmark and for the test that asserts both give the same b
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import torch
@@ -100,13 +103,16 @@ def train_generation(
     lockstep: bool = True,
     on_step: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> list[tuple[CandidateResult, Momentum]]:
     """Train every candidate; per candidate, what ``train_candidate`` would return.
 
     ``make_batches`` must return a fresh stream each call (all streams equal): the sequential
     way calls it once per candidate, lockstep once. ``on_step`` is called once per candidate
     step; ``should_stop`` is polled before each (sequential) or all (lockstep) candidates and
-    after every candidate step.
+    after every candidate step. ``workers`` (lockstep only): threads training candidates
+    concurrently after the shared prefixes (see :class:`_Lockstep`); results are the same
+    for any value.
     """
     if not lockstep:
         out: list[tuple[CandidateResult, Momentum]] = []
@@ -120,7 +126,8 @@ def train_generation(
         return out
     if should_stop is not None and should_stop():
         raise Interrupted("stop requested before training")
-    return _Lockstep(candidates, settings).run(make_batches(), validation, on_step, should_stop)
+    loop = _Lockstep(candidates, settings, workers)
+    return loop.run(make_batches(), validation, on_step, should_stop)
 
 
 class _State:
@@ -198,12 +205,27 @@ class _PrefixTrie:
 
 
 class _Lockstep:
-    """The lockstep loop over one shared batch stream."""
+    """The lockstep loop over one shared batch stream.
 
-    def __init__(self, specs: Sequence[CandidateSpec], settings: TrainSettings) -> None:
+    With ``workers > 1`` the candidates' own parts (suffix forward, backward, optimizer step;
+    suffix forward for validation) run concurrently on that many threads after the shared
+    prefixes are computed on the calling thread: torch kernels release the GIL, so on a CPU
+    with single-threaded kernels each core trains one candidate at a time (the paper's one
+    candidate per accelerator). Each candidate touches only its own modules and state, and
+    its kernels are the same in any thread, so results do not depend on ``workers``.
+    """
+
+    def __init__(
+        self, specs: Sequence[CandidateSpec], settings: TrainSettings, workers: int = 1
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.specs = list(specs)
         self.settings = settings
         self.trie = _PrefixTrie(self.specs)
+        self.workers = min(workers, max(1, len(self.specs)))
+        self.executor: ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
 
     def run(
         self,
@@ -217,49 +239,117 @@ class _Lockstep:
         for s in self.specs:
             s.model.train()
         step = 0
-        for rnd in range(settings.rounds):
-            start = time.perf_counter()
-            for _ in range(settings.steps_per_round):
-                x, y = next(batches)
-                self._step(states, step, x, y, on_step, should_stop)
-                step += 1
-            share = (time.perf_counter() - start) / max(1, len(states))
-            qualities = self.evaluate(validation)
-            for st, quality in zip(states, qualities, strict=True):
-                st.result.train_seconds += share
-                st.end_round(rnd, quality)
+        with contextlib.ExitStack() as stack:
+            if self.workers > 1:
+                self.executor = stack.enter_context(ThreadPoolExecutor(
+                    self.workers, thread_name_prefix="mutask-candidate"))
+            try:
+                for rnd in range(settings.rounds):
+                    start = time.perf_counter()
+                    self._round(states, batches, step, on_step, should_stop)
+                    step += settings.steps_per_round
+                    share = (time.perf_counter() - start) / max(1, len(states))
+                    qualities = self.evaluate(validation)
+                    for st, quality in zip(states, qualities, strict=True):
+                        st.result.train_seconds += share
+                        st.end_round(rnd, quality)
+            finally:
+                self.executor = None
         return [st.finish(step) for st in states]
 
-    def _step(
+    def _round(
         self,
         states: Sequence[_State],
-        step: int,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        batches: Iterator[Batch],
+        first: int,
         on_step: Callable[[int], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
-        clip = self.settings.clip_norm
-        for st in states:
-            spec = st.spec
-            st.set_lr(step)
-            with _autocast(x.device, self.settings.autocast):
+        """Steps ``first`` .. ``first + steps_per_round - 1`` of every candidate.
+
+        Alone, each candidate's step computes its prefix through the trie as it goes. With
+        workers, the shared prefixes of a batch are computed on this thread first, and while
+        the workers train on a batch this thread already draws the next one and computes its
+        prefixes, so decoding, augmenting and the shared prefixes overlap the candidates' own
+        work.
+        """
+        n = self.settings.steps_per_round
+        executor = self.executor
+        if executor is None:
+            for i in range(n):
+                x, y = next(batches)
+                for st in states:
+                    self._train(st, first + i, x, y, None, on_step, should_stop)
+                self.trie.clear()
+            return
+        x, y = next(batches)
+        prefixes = self._prefixes(x)
+        for i in range(n):
+            futures = [executor.submit(self._train, st, first + i, x, y, h, on_step, should_stop)
+                       for st, h in zip(states, prefixes, strict=True)]
+            try:
+                if i + 1 < n:
+                    x, y = next(batches)
+                    prefixes = self._prefixes(x)
+            finally:
+                wait(futures)
+            for f in futures:  # the first error in candidate order
+                f.result()
+
+    def _prefixes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every candidate's frozen-prefix activation of ``x``, shared parts computed once."""
+        with _autocast(x.device, self.settings.autocast), torch.no_grad():
+            out = [self.trie.activation(s, x) for s in self.specs]
+        self.trie.clear()
+        return out
+
+    def _map(self, fn: Callable[[int], None]) -> None:
+        """``fn(k)`` for every candidate: in order here, or over the worker threads.
+
+        Every call runs to its end before this returns; the first error (in candidate
+        order) is re-raised.
+        """
+        if self.executor is None:
+            for k in range(len(self.specs)):
+                fn(k)
+            return
+        futures = [self.executor.submit(fn, k) for k in range(len(self.specs))]
+        wait(futures)
+        for f in futures:
+            f.result()
+
+    def _train(
+        self,
+        st: _State,
+        step: int,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        prefix: torch.Tensor | None,
+        on_step: Callable[[int], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        """One optimizer step of one candidate on batch ``(x, y)`` (``prefix``: its frozen
+        prefix activation of ``x``, or None to compute it through the trie)."""
+        spec = st.spec
+        st.set_lr(step)
+        with _autocast(x.device, self.settings.autocast):
+            h = prefix
+            if h is None:
                 with torch.no_grad():
                     h = self.trie.activation(spec, x)
-                loss = F.cross_entropy(spec.model.forward_from(h, spec.split), y)
-            st.opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if clip:
-                torch.nn.utils.clip_grad_norm_(st.params, clip, foreach=True)
-            st.opt.step()
-            st.result.examples += x.shape[0]
-            if on_step is not None:
+            loss = F.cross_entropy(spec.model.forward_from(h, spec.split), y)
+        st.opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.settings.clip_norm:
+            torch.nn.utils.clip_grad_norm_(st.params, self.settings.clip_norm, foreach=True)
+        st.opt.step()
+        st.result.examples += x.shape[0]
+        if on_step is not None:
+            with self.lock:
                 on_step(step + 1)
-            if should_stop is not None and should_stop():
-                raise Interrupted("stop requested during training")
-        self.trie.clear()
+        if should_stop is not None and should_stop():
+            raise Interrupted("stop requested during training")
 
-    @torch.inference_mode()
     def evaluate(self, validation: Batch) -> list[float]:
         """Top-1 accuracy of every candidate, chunked exactly like ``training.evaluate``."""
         images, labels = validation
@@ -267,17 +357,39 @@ class _Lockstep:
         correct = [torch.zeros((), dtype=torch.int64, device=images.device) for _ in self.specs]
         for s in self.specs:
             s.model.eval()
-        with _autocast(images.device, self.settings.autocast):
+        try:
             for i in range(0, images.shape[0], size):
-                x, y = images[i : i + size], labels[i : i + size]
-                for k, s in enumerate(self.specs):
-                    logits = s.model.forward_from(self.trie.activation(s, x), s.split)
-                    correct[k] += (logits.argmax(-1) == y).sum()
+                chunk = _EvalChunk(self, images[i : i + size], labels[i : i + size], correct)
+                self._map(chunk.count)
                 self.trie.clear()
-        for s in self.specs:
-            s.model.train()
+        finally:
+            for s in self.specs:
+                s.model.train()
         n = max(1, images.shape[0])
         return [float(c.item()) / n for c in correct]
+
+
+class _EvalChunk:
+    """One validation chunk: adds each candidate's correct predictions to ``correct[k]``."""
+
+    def __init__(
+        self, loop: _Lockstep, x: torch.Tensor, y: torch.Tensor, correct: list[torch.Tensor]
+    ) -> None:
+        self.loop, self.x, self.y, self.correct = loop, x, y, correct
+        self.prefixes: list[torch.Tensor | None] = [None] * len(loop.specs)
+        if loop.executor is not None:  # shared prefixes first, on the calling thread
+            with torch.inference_mode(), _autocast(x.device, loop.settings.autocast):
+                self.prefixes = [loop.trie.activation(s, x) for s in loop.specs]
+            loop.trie.clear()
+
+    def count(self, k: int) -> None:
+        spec = self.loop.specs[k]
+        with torch.inference_mode(), _autocast(self.x.device, self.loop.settings.autocast):
+            h = self.prefixes[k]
+            if h is None:
+                h = self.loop.trie.activation(spec, self.x)
+            logits = spec.model.forward_from(h, spec.split)
+            self.correct[k] += (logits.argmax(-1) == self.y).sum()
 
 
 __all__ = ["CandidateSpec", "candidate_spec", "frozen_prefix", "train_generation"]

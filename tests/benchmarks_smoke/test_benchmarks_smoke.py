@@ -19,8 +19,10 @@ def _run(args: list[str], timeout: int) -> str:
 
 def test_generation_benchmark_smoke() -> None:
     out = _run(["benchmarks/generation.py", "-k", "3", "--rounds", "1", "--steps", "2",
-                "--repeats", "1", "--threads", "1"], timeout=120)
+                "--repeats", "1", "--threads", "2", "--workers", "2"], timeout=120)
     assert "results identical" in out
+    assert "mutask lockstep + 2 candidates at once" in out  # one candidate per core
+    assert "2 thread(s): max |param difference|" in out  # multi-threaded reference compared
     assert out.strip().splitlines()[-1].startswith("speed-up")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -26,7 +27,7 @@ from mutask.trainer.generation import CandidateSpec, train_generation
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import TrainSettings
+from mutask.trainer.training import Interrupted, TrainSettings
 
 SHAPE = ViTShape(hidden=32, depth=3, heads=4, mlp=64, patch=4, image_size=16)
 HP = {"opt_lr": 0.05, "opt_lr_warmup_ratio": 0.1, "opt_momentum": 0.9, "opt_nesterov": False}
@@ -96,7 +97,9 @@ def _validation() -> tuple[torch.Tensor, torch.Tensor]:
                                                                           generator=gen)
 
 
-def test_lockstep_equals_sequential_bit_for_bit() -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_lockstep_equals_sequential_bit_for_bit(workers: int) -> None:
+    """Also with candidates trained on ``workers`` threads at once."""
     settings = TrainSettings(rounds=3, steps_per_round=5, eval_batch_size=16)
     outcomes = []
     for lockstep in (False, True):
@@ -105,8 +108,9 @@ def test_lockstep_equals_sequential_bit_for_bit() -> None:
         specs = _candidates(root)
         steps: list[int] = []
         results = train_generation(specs, _stream, _validation(), settings, lockstep=lockstep,
-                                   on_step=steps.append)
+                                   on_step=steps.append, workers=workers)
         assert len(steps) == len(specs) * 15
+        assert sorted(steps) == sorted(s for s in range(1, 16) for _ in specs)
         for n, m in root.items():  # frozen modules untouched
             assert all(torch.equal(v, before[n][k]) for k, v in m.state_dict().items())
         params = [[p.detach().clone() for m in s.trainable for p in m.parameters()]
@@ -123,9 +127,25 @@ def test_lockstep_equals_sequential_bit_for_bit() -> None:
         assert all(torch.equal(d1[k], d2[k]) for d1, d2 in zip(m1, m2, strict=True) for k in d1)
 
 
-def _engine(store: Path, *, lockstep: bool) -> Engine:
+def test_workers_stop_on_request_and_reject_zero() -> None:
+    specs = _candidates(_root())
+    calls: list[int] = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 6
+
+    settings = TrainSettings(rounds=1, steps_per_round=5, eval_batch_size=16)
+    with pytest.raises(Interrupted):
+        train_generation(specs, _stream, _validation(), settings, should_stop=stop, workers=2)
+    assert all(s.model.training for s in specs)
+    with pytest.raises(ValueError, match="workers"):
+        train_generation(specs, _stream, _validation(), settings, workers=0)
+
+
+def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
     return Engine(SystemStore.open(str(store)), select_device("cpu"), progress_bars=False,
-                  log=lambda _m: None, lockstep=lockstep)
+                  log=lambda _m: None, lockstep=lockstep, workers=workers)
 
 
 def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
@@ -142,7 +162,8 @@ def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
                                          label_map={str(i): i % 2 for i in range(10)}))
     manifests = []
     for folder, lockstep in (("a", True), ("b", False)):
-        engine = _engine(tmp_path / folder, lockstep=lockstep)
+        engine = _engine(tmp_path / folder, lockstep=lockstep, workers=2 if lockstep else None)
+        assert engine.candidate_workers(3) == (2 if lockstep else 1)
         out = engine.introduce(replace(task, store=str(tmp_path / folder)))
         assert out.candidates_trained == 6 and all(v.ok for v in out.verifications)
         manifests.append(out.manifest)

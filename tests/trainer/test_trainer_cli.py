@@ -95,6 +95,17 @@ def test_config_file_wins_over_flags_except_store_and_seed(tmp_path: Path) -> No
     assert (cfg.task, cfg.budget.generations, cfg.store, cfg.seed) == ("digits", 2, "from-file", 1)
     cfg = config_from_args(build_parser().parse_args([*argv, "--store", "s", "--seed", "7"]))
     assert (cfg.store, cfg.seed) == ("s", 7)
+    assert (cfg.device, cfg.workers) == ("auto", None)
+    cfg = config_from_args(build_parser().parse_args(
+        [*argv, "--device", "cpu", "--workers", "3"]))
+    assert (cfg.device, cfg.workers) == ("cpu", 3)
+
+
+def test_zero_workers_exit_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["introduce", "--store", str(tmp_path), "--task", "digits", "--workers", "0"]
+    assert "workers=0" in _bad_input(argv, capsys)
 
 
 def test_show_on_an_empty_store_prints_a_hint(

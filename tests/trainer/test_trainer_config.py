@@ -64,6 +64,8 @@ def test_unknown_fields_are_named_by_dotted_path(doc: dict, field: str) -> None:
         ({"budget": 5}, "budget", "must be an object"),
         ({"seed": None}, "seed", "must be an integer"),
         ({"dataset": {"source": None}}, "dataset.source", "must be a string"),
+        ({"workers": "2"}, "workers", "must be an integer"),
+        ({"workers": 0}, "workers", "must be an integer >= 1"),
     ],
 )
 def test_wrong_types_are_named(doc: dict, field: str, why: str) -> None:

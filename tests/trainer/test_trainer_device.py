@@ -7,13 +7,20 @@ one real-XLA test at the end needs ``torch_xla`` and is skipped without it.
 from __future__ import annotations
 
 import math
+import os
 import types
+from pathlib import Path
 
 import pytest
 import torch
 from trainer_testutil import HP, forever, same_state, snapshot, toy_data, toy_model
 
-from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.device import (
+    auto_candidate_workers,
+    available_cpus,
+    cgroup_cpu_limit,
+    select_device,
+)
 from mutask.trainer.training import TrainSettings, train_candidate
 
 FAKE_XLA = types.SimpleNamespace(device=lambda: torch.device("xla"))
@@ -136,3 +143,32 @@ def test_one_real_xla_training_step_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
     model.to("cpu")
     assert not same_state(snapshot(trainable), before)
     assert same_state(snapshot([frozen]), frozen_before)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"),
+    [("max 100000", None), ("200000 100000", 2.0), ("150000 100000", 1.5), ("", None),
+     ("abc 100000", None), ("0 100000", None)],
+)
+def test_cgroup_cpu_limit_parses_cpu_max(cpu_max: str, limit: float | None) -> None:
+    assert cgroup_cpu_limit(cpu_max) == limit
+
+
+def test_available_cpus_is_capped_by_the_cgroup_limit(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cpus(cpu_max) == affinity  # no file: the affinity mask
+    cpu_max.write_text("max 100000\n")
+    assert available_cpus(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")  # half a CPU still gets one
+    assert available_cpus(cpu_max) == 1
+    cpu_max.write_text(f"{(affinity + 3) * 100000} 100000\n")  # a limit above the mask
+    assert available_cpus(cpu_max) == affinity
+
+
+def test_auto_candidate_workers_one_per_core_only_with_single_threaded_cpu_kernels() -> None:
+    assert auto_candidate_workers("cpu", 1, candidates=8, cores=4) == 4
+    assert auto_candidate_workers("cpu", 1, candidates=3, cores=16) == 3
+    assert auto_candidate_workers("cpu", 4, candidates=8, cores=4) == 1
+    assert auto_candidate_workers("cuda", 1, candidates=8, cores=16) == 1
+    assert auto_candidate_workers("cpu", 1, candidates=0, cores=2) == 1

@@ -6,6 +6,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -101,12 +102,53 @@ def select_device(
     return DeviceChoice(device, kind, count, amp, devices)
 
 
+def cgroup_cpu_limit(cpu_max: str) -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"200000 100000"`` -> 2.0; ``max``: None)."""
+    fields = cpu_max.split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process can use: its affinity mask, capped by its cgroup CPU limit.
+
+    In a Kubernetes pod ``os.cpu_count()`` is the node's core count; the container's CPU
+    limit is the cgroup quota, rounded down (at least 1).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        limit = cgroup_cpu_limit(cpu_max.read_text())
+    except OSError:
+        limit = None
+    if limit is not None:
+        cpus = min(cpus, int(limit))
+    return max(1, cpus)
+
+
 def auto_cpu_threads(hidden: int, cores: int | None = None) -> int:
     """Intra-op threads for CPU training: 1 for small widths, else every core.
 
     For the tiny presets a step is a few small matmuls: OpenMP threads add synchronisation
     and, on a busy machine, spin-wait far longer than they save (measured on 2 cores with
-    other load: 132 ms per mu-tiny step with 2 threads, 29 ms with 1).
+    other load: 132 ms per mu-tiny step with 2 threads, 29 ms with 1). The cores go to
+    candidates instead (:func:`auto_candidate_workers`).
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or available_cpus()
     return 1 if hidden <= 256 else cores
+
+
+def auto_candidate_workers(kind: str, threads: int, candidates: int, cores: int) -> int:
+    """Threads training a generation's candidates at once: one per core on a CPU whose
+    kernels run single-threaded (one candidate per core, as the paper has one per
+    accelerator); 1 on accelerators and with multi-threaded kernels (the cores are taken)."""
+    if kind != "cpu" or threads > 1:
+        return 1
+    return max(1, min(candidates, cores))
