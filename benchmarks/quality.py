@@ -11,7 +11,7 @@ training time per task and on average (mean ± std over seeds), writes plots and
 markdown table, and prints the headline ratios last.
 
     python benchmarks/quality.py --quick                  # smoke run, about a minute
-    python benchmarks/quality.py --seeds 2 --threads 1 --out docs/img  # documented run
+    python benchmarks/quality.py --seeds 3 --steps 10 --threads 1 --out docs/img  # documented
 """
 
 from __future__ import annotations
@@ -104,6 +104,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=6, help="use the first N tasks")
     p.add_argument("--no-fashion", action="store_true", help="digits/MNIST tasks only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=1,
+                   help="mutask candidates trained at once (default 1: every method on one "
+                        "core, so training times compare; results are the same for any value)")
     return p.parse_args(argv)
 
 
@@ -136,7 +139,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path, tasks: Sequence[Ta
     systems: dict[str, object] = {}
     for s in (1.0, args.size_scale):
         recs, system = run_mutask(root_store, work / f"mutask-{s:g}-{seed}", base, tasks, s,
-                                  device)
+                                  device, args.workers)
         records += recs
         systems[recs[0].method] = system
         slug = recs[0].method.replace(" ", "_").replace("=", "")

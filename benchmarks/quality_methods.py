@@ -62,12 +62,12 @@ def system_params(system: System) -> int:
 
 def run_mutask(
     root_store: Path, store: Path, base: IntroduceConfig, tasks: Sequence[Task],
-    size_scale: float, device: DeviceChoice,
+    size_scale: float, device: DeviceChoice, workers: int = 1,
 ) -> tuple[list[TaskRecord], System]:
     """Introduce the tasks one after another with µ2Net; re-check every task at the end."""
     shutil.copytree(root_store, store)
     engine = Engine(SystemStore.open(str(store)), device, progress_bars=False,
-                    log=lambda _m: None)
+                    log=lambda _m: None, workers=workers)
     method = f"mutask s={size_scale:g}"
     records: list[TaskRecord] = []
     for name, dataset in tasks:
