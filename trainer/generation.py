@@ -241,8 +241,10 @@ class _Lockstep:
         step = 0
         with contextlib.ExitStack() as stack:
             if self.workers > 1:
-                self.executor = stack.enter_context(ThreadPoolExecutor(
-                    self.workers, thread_name_prefix="mutask-candidate"))
+                self.executor = ThreadPoolExecutor(self.workers,
+                                                   thread_name_prefix="mutask-candidate")
+                # on an error or Ctrl-C, queued candidate steps are dropped, running ones end
+                stack.callback(self.executor.shutdown, wait=True, cancel_futures=True)
             try:
                 for rnd in range(settings.rounds):
                     start = time.perf_counter()
