@@ -40,6 +40,7 @@ CONFIG_DIR: Final = "/etc/mutask"
 CONFIG_FILE: Final = "config.json"
 METRICS_PORT: Final = 9090
 ENV_INTRODUCTION: Final = "MUTASK_TASKINTRODUCTION"
+ENV_CPU_REQUEST: Final = "MUTASK_TRAINER_CPUS"  # the container's CPU request, whole CPUs
 EXIT_BAD_INPUT: Final = 2  # config, dataset or checkpoint error: retrying cannot help
 EXIT_FENCED: Final = 3  # another writer holds the task's lease
 EXIT_PREEMPTED: Final = 75  # SIGTERM received, checkpoint saved: retry for free

@@ -129,6 +129,16 @@ def build_job(
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
+        {  # the trainer sizes its CPU candidate workers to the request (rounded up)
+            "name": api.ENV_CPU_REQUEST,
+            "valueFrom": {
+                "resourceFieldRef": {
+                    "containerName": api.CONTAINER_NAME,
+                    "resource": "requests.cpu",
+                    "divisor": "1",
+                }
+            },
+        },
     ]
     if not bootstrap_root:
         env.insert(0, {"name": api.ENV_INTRODUCTION, "value": f"{namespace}/{m.get('name')}"})

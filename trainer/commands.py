@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -12,7 +13,7 @@ from mutask.trainer.data import DatasetError
 from mutask.trainer.engine import Engine, FencedError
 from mutask.trainer.evolution import ROOT_TASK
 from mutask.trainer.models import CheckpointError
-from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.device import requested_cpus, select_device
 from mutask.trainer.runtime.signals import PREEMPTED_EXIT_CODE, StopFlag
 from mutask.trainer.store.gc import collect_garbage
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
@@ -51,6 +52,7 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
         should_stop=stop,
         progress_bars=not quiet,
         workers=cfg.workers,
+        cpus=requested_cpus(os.environ),
     )
     print(
         f"mutask: task {cfg.task} on {device.describe()}, store {engine.store.uri}", file=sys.stderr

@@ -87,15 +87,19 @@ class Engine:
         lockstep: bool = True,
         cpu_threads: int | None = None,
         workers: int | None = None,
+        cpus: int | None = None,
     ) -> None:
         """``cpu_threads``: None = auto (see auto_cpu_threads), 0 = leave torch's setting.
         ``workers``: threads training a generation's candidates at once (lockstep on one
-        device); None = auto (see auto_candidate_workers). Results do not depend on it."""
+        device); None = auto (see auto_candidate_workers). Results do not depend on it.
+        ``cpus``: at most this many CPUs for the auto choices (e.g. the pod's request);
+        None = every available one."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.store = store
         self.cpu_threads = cpu_threads
         self.workers = workers
+        self.cpus = cpus
         self.lockstep = lockstep  # False: train candidates one by one (the reference way)
         self.device = device
         self.sinks = list(sinks)
@@ -130,7 +134,8 @@ class Engine:
     def configure_threads(self, shape: ViTShape) -> None:
         """Set torch's CPU intra-op threads for this model size (unless told not to)."""
         if self.device.kind == "cpu" and self.cpu_threads != 0:
-            torch.set_num_threads(self.cpu_threads or auto_cpu_threads(shape.hidden))
+            torch.set_num_threads(self.cpu_threads or auto_cpu_threads(shape.hidden,
+                                                                       self.usable_cpus()))
 
     def candidate_workers(self, candidates: int) -> int:
         """How many of a generation's ``candidates`` train at once on this engine's device."""
@@ -139,7 +144,12 @@ class Engine:
         if self.workers is not None:
             return min(self.workers, max(1, candidates))
         return auto_candidate_workers(self.device.kind, torch.get_num_threads(), candidates,
-                                      available_cpus())
+                                      self.usable_cpus())
+
+    def usable_cpus(self) -> int:
+        """CPUs for the automatic thread and worker counts: available, capped by ``cpus``."""
+        available = available_cpus()
+        return min(available, self.cpus) if self.cpus else available
 
     def task_data(self, cfg: IntroduceConfig, image_size: int) -> DeviceTask:
         return self.data.get(cfg.task, cfg.dataset, image_size)

@@ -227,6 +227,12 @@ def test_command_env_ports_and_metadata() -> None:
         "9090",
     ]
     assert env(job)[api.ENV_INTRODUCTION] == "ml/digits-1"
+    (cpu,) = [e for e in c["env"] if e["name"] == api.ENV_CPU_REQUEST]
+    assert cpu["valueFrom"]["resourceFieldRef"] == {
+        "containerName": c["name"],
+        "resource": "requests.cpu",
+        "divisor": "1",
+    }
     assert c["ports"] == [{"name": "metrics", "containerPort": 9090}]
     assert job["spec"]["backoffLimit"] == 9
     assert job["metadata"]["name"] == "mti-digits-1"
@@ -339,3 +345,12 @@ def test_bad_values_raise_config_error_naming_field() -> None:
     with pytest.raises(ConfigError) as err:
         build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)
     assert err.value.field_path == "budget.generations"
+
+
+def test_trainer_env_contract_matches_the_trainer() -> None:
+    """The variables the Job sets are the ones the trainer reads (no shared import)."""
+    from mutask.trainer.runtime import device, kube_status
+
+    assert api.ENV_CPU_REQUEST == device.ENV_CPU_REQUEST
+    assert api.ENV_INTRODUCTION == kube_status.ENV_INTRODUCTION
+    assert api.EXIT_PREEMPTED == 75 and api.EXIT_FENCED == 3 and api.EXIT_BAD_INPUT == 2

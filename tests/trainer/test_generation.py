@@ -143,6 +143,17 @@ def test_workers_stop_on_request_and_reject_zero() -> None:
         train_generation(specs, _stream, _validation(), settings, workers=0)
 
 
+def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
+    engine = Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), progress_bars=False,
+                    cpus=1)
+    assert engine.usable_cpus() == 1
+    assert engine.candidate_workers(8) == 1  # a one-CPU request: no extra threads
+    assert Engine(SystemStore.open(str(tmp_path)), select_device("cpu"),
+                  workers=5).candidate_workers(3) == 3  # never more than candidates
+    with pytest.raises(ValueError, match="workers"):
+        Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=0)
+
+
 def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
     return Engine(SystemStore.open(str(store)), select_device("cpu"), progress_bars=False,
                   log=lambda _m: None, lockstep=lockstep, workers=workers)

@@ -19,6 +19,7 @@ from mutask.trainer.runtime.device import (
     auto_candidate_workers,
     available_cpus,
     cgroup_cpu_limit,
+    requested_cpus,
     select_device,
 )
 from mutask.trainer.training import TrainSettings, train_candidate
@@ -172,3 +173,14 @@ def test_auto_candidate_workers_one_per_core_only_with_single_threaded_cpu_kerne
     assert auto_candidate_workers("cpu", 4, candidates=8, cores=4) == 1
     assert auto_candidate_workers("cuda", 1, candidates=8, cores=16) == 1
     assert auto_candidate_workers("cpu", 1, candidates=0, cores=2) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus"),
+    [({"MUTASK_TRAINER_CPUS": "4"}, 4), ({"MUTASK_TRAINER_CPUS": " 1 "}, 1), ({}, None),
+     ({"MUTASK_TRAINER_CPUS": "0"}, None), ({"MUTASK_TRAINER_CPUS": "500m"}, None)],
+)
+def test_requested_cpus_reads_the_operators_downward_api_variable(
+    env: dict[str, str], cpus: int | None
+) -> None:
+    assert requested_cpus(env) == cpus

@@ -133,6 +133,23 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cpus)
 
 
+ENV_CPU_REQUEST = "MUTASK_TRAINER_CPUS"  # set by the operator (downward API, whole CPUs)
+
+
+def requested_cpus(env: Mapping[str, str]) -> int | None:
+    """The pod's CPU request in whole CPUs from ``MUTASK_TRAINER_CPUS``, if set and valid.
+
+    A pod without a CPU limit sees every core of its node; its request is its fair share,
+    so the trainer sizes its workers to it rather than to the node.
+    """
+    raw = env.get(ENV_CPU_REQUEST, "").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
 def auto_cpu_threads(hidden: int, cores: int | None = None) -> int:
     """Intra-op threads for CPU training: 1 for small widths, else every core.
 
