@@ -349,8 +349,10 @@ def test_bad_values_raise_config_error_naming_field() -> None:
 
 def test_trainer_env_contract_matches_the_trainer() -> None:
     """The variables the Job sets are the ones the trainer reads (no shared import)."""
-    from mutask.trainer.runtime import device, kube_status
+    from mutask.trainer import cli
+    from mutask.trainer.runtime import device, kube_status, signals
 
     assert api.ENV_CPU_REQUEST == device.ENV_CPU_REQUEST
     assert api.ENV_INTRODUCTION == kube_status.ENV_INTRODUCTION
-    assert api.EXIT_PREEMPTED == 75 and api.EXIT_FENCED == 3 and api.EXIT_BAD_INPUT == 2
+    assert api.EXIT_PREEMPTED == signals.PREEMPTED_EXIT_CODE
+    assert (api.EXIT_FENCED, api.EXIT_BAD_INPUT) == (cli.EXIT_FENCED, cli.EXIT_BAD_INPUT)
