@@ -1,6 +1,10 @@
 """Level-based reconciliation of one MultitaskSystem: storage reachable? root ready (bootstrap
 Job when the store is empty and a bootstrap task is given)? plus the published-task summary.
 
+A ``file://`` store on a PersistentVolumeClaim lives on a volume only the trainer pods mount,
+so the operator checks the claim (exists, not Lost) instead of a path, and knows the store
+holds a root only once it has seen the root ready (the bootstrap Job succeeded).
+
 The summary is derived from the system's succeeded TaskIntroductions (their trainer-reported
 progress); the store itself stays the source of truth for weights, which the operator never
 writes or deletes.
@@ -8,8 +12,9 @@ writes or deletes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from mutask.operator import api, metrics
 from mutask.operator.admission import Peer
@@ -19,6 +24,7 @@ from mutask.operator.job_builder import build_job
 from mutask.operator.kube import core_path, job_path, mts_path
 from mutask.operator.objects import find_condition, job_name, meta, set_condition, spec, status
 from mutask.operator.phases import job_phase, status_changes
+from mutask.operator.storage import ProbeResult
 from mutask.trainer.config import ConfigError
 
 
@@ -63,6 +69,28 @@ def summarize(peers: Iterable[Peer]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def probe_storage(ctx: Context, system: dict[str, Any], old: Mapping[str, Any]) -> ProbeResult:
+    """Is the system's store reachable, and is it empty (see the module docstring)?"""
+    storage = spec(system).get("storage") or {}
+    uri = str(storage.get("uri", ""))
+    claim = (storage.get("persistentVolumeClaim") or {}).get("claimName")
+    if not claim or urlparse(uri).scheme != "file":
+        return ctx.prober(uri)
+    ns = str(meta(system).get("namespace"))
+    pvc = ctx.kube.get(core_path(ns, "persistentvolumeclaims", str(claim)))
+    if pvc is None:
+        return ProbeResult(False, True, f"PersistentVolumeClaim {ns}/{claim} not found")
+    phase = str(status(pvc).get("phase") or "Pending")
+    if phase == "Lost":
+        return ProbeResult(False, True, f"PersistentVolumeClaim {ns}/{claim} is Lost")
+    root = find_condition(old.get("conditions") or [], api.ROOT_READY) or {}
+    rooted = root.get("status") == "True" and root.get("reason") in ("Bootstrapped", "Published")
+    seen = "holds the root" if rooted else "is taken as empty until a root is published"
+    return ProbeResult(
+        True, not rooted, f"PersistentVolumeClaim {claim} is {phase}; the store on it {seen}"
+    )
+
+
 def _root(ctx: Context, system: dict[str, Any], empty: bool) -> tuple[bool, str, str, str | None]:
     """(root ready, reason, message, bootstrap Job name) — creates the bootstrap Job if needed."""
     if not empty:
@@ -103,7 +131,7 @@ def reconcile_system(ctx: Context, namespace: str, name: str) -> dict[str, Any] 
         system.setdefault("kind", api.MTS_KIND)
         old = status(system)
         now, generation = ctx.clock(), meta(system).get("generation")
-        probe = ctx.prober(str((spec(system).get("storage") or {}).get("uri", "")))
+        probe = probe_storage(ctx, system, old)
         conds: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
         conds = set_condition(
             conds,

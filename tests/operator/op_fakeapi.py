@@ -31,6 +31,7 @@ CRDS = ROOT / "manifests" / "crds"
 BUILTIN = {
     "v1/pods": ("Pod", set()),
     "v1/configmaps": ("ConfigMap", set()),
+    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", {"status"}),
     "v1/events": ("Event", set()),
     "v1/serviceaccounts": ("ServiceAccount", set()),
     "batch/v1/jobs": ("Job", {"status"}),

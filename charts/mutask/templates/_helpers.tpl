@@ -143,6 +143,10 @@ The mutask.dev custom resources the operator reconciles (rules shared by Cluster
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# PersistentVolumeClaims: read-only, to check a file:// store's claim exists.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Pods: read-only, to tell why a trainer pod ended (preemption, eviction, OOM).
 - apiGroups: [""]
   resources: ["pods"]
