@@ -9,8 +9,10 @@ Frozen modules have ``requires_grad=False``, so autograd never computes their we
 gradients; tensors stay on the batch's device. Each candidate keeps its own SGD optimizer,
 learning-rate schedule, global-norm clipping over its own parameters and best-snapshot rule,
 exactly as :func:`~mutask.trainer.training.train_candidate`; validation shares the prefixes
-too. ``lockstep=False`` is the reference way (each candidate on its own stream, full forward)
-and is kept for the benchmark and for the test that asserts both give the same bits.
+too. With ``workers > 1`` the candidates' own parts run on that many threads at once (one
+candidate per core on a CPU whose kernels run single-threaded), with the same bits.
+``lockstep=False`` is the reference way (each candidate on its own stream, full forward) and
+is kept for the benchmark and for the test that asserts both give the same bits.
 """
 
 from __future__ import annotations
