@@ -104,6 +104,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=6, help="use the first N tasks")
     p.add_argument("--no-fashion", action="store_true", help="digits/MNIST tasks only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--from-results", type=Path,
+                   help="re-print the tables of a quality_results.json (no training, no plots)")
     p.add_argument("--workers", type=int, default=1,
                    help="mutask candidates trained at once (default 1: every method on one "
                         "core, so training times compare; results are the same for any value)")
@@ -185,6 +187,17 @@ def summarise(records: Sequence[TaskRecord], tasks: Sequence[Task], seeds: int) 
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_ms(agg['acc'])} | "
                      f"{_ms(agg['forgetting'])} | {statistics.mean(agg['total']):,.0f} | "
                      f"{statistics.mean(agg['added']):,.0f} | {_ms(agg['seconds'], '.0f')} |")
+    lines += ["", "Per task, mean over seeds: parameters added / forgetting (accuracy right after "
+              "the task minus after the last task) / training seconds.", "",
+              "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for t in names:
+            rs = [r for r in records if r.method == m and r.task == t]
+            cells.append(f"+{statistics.mean(r.params_added for r in rs):,.0f} / "
+                         f"{statistics.mean(r.forgetting for r in rs):.3f} / "
+                         f"{statistics.mean(r.seconds for r in rs):.1f} s")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines, per
 
 
@@ -224,8 +237,21 @@ def plot(records: Sequence[TaskRecord], per: dict[str, dict[str, list[float]]],
             print(f"warning: sharing graph of {name} failed: {err!r}")
 
 
+def tables_from_results(path: Path) -> str:
+    """The markdown tables of an earlier run's ``quality_results.json``."""
+    records = [TaskRecord(**r) for r in json.loads(path.read_text())]
+    names = list(dict.fromkeys(r.task for r in records))
+    first = records[0].method
+    seeds = sum(1 for r in records if r.method == first) // len(names)
+    lines, _ = summarise(records, [(n, DatasetConfig()) for n in names], seeds)
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_results is not None:
+        print(tables_from_results(args.from_results))
+        return 0
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,3 +37,6 @@ def test_quality_suite_quick(tmp_path: Path) -> None:
     assert all(r["acc_own"] == r["acc_final"] for r in records if r["method"].startswith("mutask"))
     assert (tmp_path / "quality_accuracy_vs_params.png").exists()
     assert (tmp_path / "quality_params_vs_tasks.png").exists()
+    tables = _run(["benchmarks/quality.py", "--from-results",
+                   str(tmp_path / "quality_results.json")], timeout=60)
+    assert "| mutask s=1 |" in tables and "Per task, mean over seeds" in tables
