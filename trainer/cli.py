@@ -44,7 +44,8 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        help="candidates of a generation trained at once on a CPU (default: one per "
+        help="candidates of a generation trained at once on a CPU, ignored on GPU/TPU "
+        "(default: one per "
         "available core for small models; results are the same for any value)",
     )
 

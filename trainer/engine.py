@@ -138,8 +138,9 @@ class Engine:
                                                                        self.usable_cpus()))
 
     def candidate_workers(self, candidates: int) -> int:
-        """How many of a generation's ``candidates`` train at once on this engine's device."""
-        if not self.lockstep:
+        """How many of a generation's ``candidates`` train at once on this engine's device
+        (threads on a CPU; accelerators train one candidate each, see placement.py)."""
+        if not self.lockstep or self.device.kind != "cpu":
             return 1
         if self.workers is not None:
             return min(self.workers, max(1, candidates))

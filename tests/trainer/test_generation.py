@@ -25,7 +25,7 @@ from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import ViTShape, architecture
 from mutask.trainer.generation import CandidateSpec, train_generation
 from mutask.trainer.models import PathModel, build_component
-from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import Interrupted, TrainSettings
 
@@ -152,6 +152,8 @@ def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
                   workers=5).candidate_workers(3) == 3  # never more than candidates
     with pytest.raises(ValueError, match="workers"):
         Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=0)
+    gpu = DeviceChoice(torch.device("cuda"), "cuda", 1, None)  # never touched: no CUDA call
+    assert Engine(SystemStore.open(str(tmp_path)), gpu, workers=4).candidate_workers(8) == 1
 
 
 def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
