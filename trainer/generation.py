@@ -300,9 +300,11 @@ class _Lockstep:
             for f in futures:  # the first error in candidate order
                 f.result()
 
-    def _prefixes(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every candidate's frozen-prefix activation of ``x``, shared parts computed once."""
-        with _autocast(x.device, self.settings.autocast), torch.no_grad():
+    def _prefixes(self, x: torch.Tensor, inference: bool = False) -> list[torch.Tensor]:
+        """Every candidate's frozen-prefix activation of ``x``, shared parts computed once
+        (under ``no_grad``, or ``inference_mode`` for validation)."""
+        grad = torch.inference_mode() if inference else torch.no_grad()
+        with _autocast(x.device, self.settings.autocast), grad:
             out = [self.trie.activation(s, x) for s in self.specs]
         self.trie.clear()
         return out
@@ -382,9 +384,7 @@ class _EvalChunk:
         self.loop, self.x, self.y, self.correct = loop, x, y, correct
         self.prefixes: list[torch.Tensor | None] = [None] * len(loop.specs)
         if loop.executor is not None:  # shared prefixes first, on the calling thread
-            with torch.inference_mode(), _autocast(x.device, loop.settings.autocast):
-                self.prefixes = [loop.trie.activation(s, x) for s in loop.specs]
-            loop.trie.clear()
+            self.prefixes = list(loop._prefixes(x, inference=True))
 
     def count(self, k: int) -> None:
         spec = self.loop.specs[k]
