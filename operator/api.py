@@ -1,4 +1,4 @@
-"""API constants shared by the operator: groups, plurals, labels, condition reasons, exit codes.
+"""The operator's own vocabulary: labels, GKE node keys, condition reasons and phases.
 
 Nothing here talks to Kubernetes; it is the vocabulary of the CRDs in manifests/crds.
 """
@@ -7,13 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-GROUP: Final = "mutask.dev"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
-TI_PLURAL: Final = "taskintroductions"
-TI_KIND: Final = "TaskIntroduction"
-MTS_PLURAL: Final = "multitasksystems"
-MTS_KIND: Final = "MultitaskSystem"
+from mutask.contract import GROUP
 
 # Labels and annotations put on everything the operator creates.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
@@ -33,17 +27,6 @@ GKE_ACCELERATOR: Final = "cloud.google.com/gke-accelerator"
 GKE_SPOT: Final = "cloud.google.com/gke-spot"
 TPU_RESOURCE: Final = "google.com/tpu"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
-
-# Trainer contract (see mutask.trainer.cli / runtime).
-CONTAINER_NAME: Final = "trainer"
-CONFIG_DIR: Final = "/etc/mutask"
-CONFIG_FILE: Final = "config.json"
-METRICS_PORT: Final = 9090
-ENV_INTRODUCTION: Final = "MUTASK_TASKINTRODUCTION"
-ENV_CPU_REQUEST: Final = "MUTASK_TRAINER_CPUS"  # the container's CPU request, whole CPUs
-EXIT_BAD_INPUT: Final = 2  # config, dataset or checkpoint error: retrying cannot help
-EXIT_FENCED: Final = 3  # another writer holds the task's lease
-EXIT_PREEMPTED: Final = 75  # SIGTERM received, checkpoint saved: retry for free
 
 # Phases (= reason of the current condition). Condition types carry the same names.
 PENDING: Final = "Pending"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mutask import contract
 from mutask.operator import api
 from mutask.operator.objects import Obj, common_labels, job_name, meta, owner_reference, spec
 from mutask.operator.settings import OperatorSettings
@@ -58,8 +59,8 @@ def bootstrap_introduction(system: Obj) -> dict[str, Any]:
     m = meta(system)
     boot = _sub(_sub(spec(system), "rootModel"), "bootstrap")
     return {
-        "apiVersion": api.API_VERSION,
-        "kind": api.MTS_KIND,
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.MTS_KIND,
         "metadata": {"name": f"{m.get('name')}-bootstrap", "namespace": m.get("namespace")},
         "spec": {
             "systemRef": {"name": m.get("name")},
@@ -150,5 +151,5 @@ def build_configmap(
             "annotations": {api.ANNOTATION_TASK: config.task},
             "ownerReferences": [owner_reference(owner)],
         },
-        "data": {api.CONFIG_FILE: config.to_json()},
+        "data": {contract.CONFIG_FILE: config.to_json()},
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from mutask import contract
 from mutask.operator import api, metrics
 from mutask.operator.admission import Peer, peer_from_body
 from mutask.operator.context import Context
@@ -111,7 +112,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = options.client_timeout
     settings.watching.connect_timeout = options.connect_timeout
     settings.execution.max_workers = options.max_workers
-    settings.persistence.finalizer = f"{api.GROUP}/operator"  # named, though none is needed
+    settings.persistence.finalizer = f"{contract.GROUP}/operator"  # named, though none is needed
     settings.posting.level = logging.WARNING
     try:
         metrics.serve(options.metrics_port)
@@ -140,7 +141,7 @@ def probe_introductions(**_: Any) -> dict[str, int]:
     return dict(Counter(p.phase for store in STATE.ti_index.values() for p in store))
 
 
-@kopf.index(api.GROUP, api.VERSION, api.TI_PLURAL)
+@kopf.index(contract.GROUP, contract.VERSION, contract.TI_PLURAL)
 def ti_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[tuple[str, str], Peer]:
     namespace = namespace or ""
     ref = (body.get("spec") or {}).get("systemRef") or {}
@@ -157,7 +158,8 @@ def is_preempted(pod: Mapping[str, Any]) -> bool:
             return True
     for cs in st.get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated") or {}
-        if cs.get("name") == api.CONTAINER_NAME and term.get("exitCode") == api.EXIT_PREEMPTED:
+        preempted = term.get("exitCode") == contract.ExitCode.PREEMPTED
+        if cs.get("name") == contract.CONTAINER_NAME and preempted:
             return True
     return False
 
@@ -193,7 +195,7 @@ def _introduction(namespace: str, name: str) -> None:
     decision = reconcile_introduction(ctx, namespace, name)
     if decision is not None and decision.freed:
         ti = ctx.kube.get(
-            f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.TI_PLURAL}/{name}"
+            f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{namespace}/{contract.TI_PLURAL}/{name}"
         )
         system = ((ti or {}).get("spec") or {}).get("systemRef", {}).get("name")
         if system:
@@ -209,7 +211,7 @@ def wake_waiting(namespace: str, system: str) -> None:
     reconcile_system(ctx, namespace, system)
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.TI_PLURAL)
+@kopf.on.event(contract.GROUP, contract.VERSION, contract.TI_PLURAL)
 def on_introduction(
     type: str, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
 ) -> None:
@@ -224,7 +226,7 @@ def on_introduction(
     _introduction(namespace, name)
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.MTS_PLURAL)
+@kopf.on.event(contract.GROUP, contract.VERSION, contract.MTS_PLURAL)
 def on_system(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
     _remember(kwargs)
     namespace = namespace or ""
@@ -245,7 +247,7 @@ def on_job(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     namespace = namespace or ""
     intro = _owner_intro(body)
     owners = (body.get("metadata") or {}).get("ownerReferences") or []
-    if any(o.get("kind") == api.MTS_KIND for o in owners):
+    if any(o.get("kind") == contract.MTS_KIND for o in owners):
         for owner in owners:
             reconcile_system(context(), namespace, str(owner.get("name")))
     elif intro:

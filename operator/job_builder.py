@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from mutask import contract
 from mutask.operator import api
 from mutask.operator.config_builder import _sub, resolve_accelerator
 from mutask.operator.objects import Obj, common_labels, job_name, meta, owner_reference, spec
@@ -27,17 +28,17 @@ def pod_failure_policy() -> dict[str, Any]:
             {
                 "action": "FailJob",
                 "onExitCodes": {
-                    "containerName": api.CONTAINER_NAME,
+                    "containerName": contract.CONTAINER_NAME,
                     "operator": "In",
-                    "values": [api.EXIT_BAD_INPUT, api.EXIT_FENCED],
+                    "values": [int(contract.ExitCode.BAD_INPUT), int(contract.ExitCode.FENCED)],
                 },
             },
             {
                 "action": "Ignore",
                 "onExitCodes": {
-                    "containerName": api.CONTAINER_NAME,
+                    "containerName": contract.CONTAINER_NAME,
                     "operator": "In",
-                    "values": [api.EXIT_PREEMPTED],
+                    "values": [int(contract.ExitCode.PREEMPTED)],
                 },
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -130,10 +131,10 @@ def build_job(
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
         {  # the trainer sizes its CPU candidate workers to the request (rounded up)
-            "name": api.ENV_CPU_REQUEST,
+            "name": contract.ENV_CPU_REQUEST,
             "valueFrom": {
                 "resourceFieldRef": {
-                    "containerName": api.CONTAINER_NAME,
+                    "containerName": contract.CONTAINER_NAME,
                     "resource": "requests.cpu",
                     "divisor": "1",
                 }
@@ -141,12 +142,12 @@ def build_job(
         },
     ]
     if not bootstrap_root:
-        env.insert(0, {"name": api.ENV_INTRODUCTION, "value": f"{namespace}/{m.get('name')}"})
+        env.insert(0, {"name": contract.ENV_INTRODUCTION, "value": f"{namespace}/{m.get('name')}"})
     if accel.get("type") == "tpu":
         env.append({"name": "PJRT_DEVICE", "value": "TPU"})
 
     mounts = [
-        {"name": "config", "mountPath": api.CONFIG_DIR, "readOnly": True},
+        {"name": "config", "mountPath": contract.CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = [
@@ -162,14 +163,14 @@ def build_job(
         mounts.append(store[1])
 
     container: dict[str, Any] = {
-        "name": api.CONTAINER_NAME,
+        "name": contract.CONTAINER_NAME,
         "image": i_spec.get("image") or settings.image_for(str(accel.get("type", "cpu"))),
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mutask"],
         "args": [
             "introduce",
             "--config",
-            f"{api.CONFIG_DIR}/{api.CONFIG_FILE}",
+            f"{contract.CONFIG_DIR}/{contract.CONFIG_FILE}",
             "--metrics-port",
             str(settings.metrics_port),
         ],
@@ -231,7 +232,7 @@ def build_job(
                     "labels": labels,
                     "annotations": {
                         **annotations,
-                        "kubectl.kubernetes.io/default-container": api.CONTAINER_NAME,
+                        "kubectl.kubernetes.io/default-container": contract.CONTAINER_NAME,
                     },
                 },
                 "spec": pod_spec,

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from kubernetes import client, config
 
+from mutask import contract
 from mutask.operator import api
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ class KubeError(Exception):
 
 
 def ti_path(namespace: str, name: str = "") -> str:
-    base = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.TI_PLURAL}"
+    base = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{namespace}/{contract.TI_PLURAL}"
     return f"{base}/{name}" if name else base
 
 
 def mts_path(namespace: str, name: str = "") -> str:
-    base = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.MTS_PLURAL}"
+    base = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{namespace}/{contract.MTS_PLURAL}"
     return f"{base}/{name}" if name else base
 
 
@@ -192,7 +193,7 @@ class Kube:
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
             "source": {"component": api.MANAGED_BY},
-            "reportingComponent": f"{api.GROUP}/operator",
+            "reportingComponent": f"{contract.GROUP}/operator",
             "reportingInstance": api.MANAGED_BY,
             "firstTimestamp": now,
             "lastTimestamp": now,

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mutask import contract
 from mutask.operator import api
 
 Obj = Mapping[str, Any]
@@ -55,8 +56,8 @@ def owner_reference(owner: Obj, *, controller: bool = True) -> dict[str, Any]:
     """An ownerReference for cascade deletion (the API server's garbage collector)."""
     m = meta(owner)
     return {
-        "apiVersion": owner.get("apiVersion", api.API_VERSION),
-        "kind": owner.get("kind", api.TI_KIND),
+        "apiVersion": owner.get("apiVersion", contract.API_VERSION),
+        "kind": owner.get("kind", contract.TI_KIND),
         "name": m.get("name"),
         "uid": m.get("uid"),
         "controller": controller,

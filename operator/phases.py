@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mutask.contract import Progress
 from mutask.operator import api
 from mutask.operator.objects import find_condition, meta, set_condition, spec, status
 
@@ -40,7 +41,7 @@ def job_phase(job: Mapping[str, Any], *, kueue: bool) -> tuple[str, str]:
 
 
 def generation_progress(progress: Mapping[str, Any]) -> str | None:
-    gen, total = progress.get("generation"), progress.get("generations")
+    gen, total = progress.get(Progress.GENERATION), progress.get(Progress.GENERATIONS)
     if gen is None or total is None:
         return None
     return f"{gen}/{total}"
@@ -75,8 +76,8 @@ def ti_status(
         elif find_condition(conditions, ctype) is not None:
             conditions = set_condition(conditions, ctype, False, phase, message, now, generation)
     progress = old.get("progress") or {}
-    if progress.get("noForgettingVerified") is not None:
-        verified = bool(progress["noForgettingVerified"])
+    if progress.get(Progress.NO_FORGETTING_VERIFIED) is not None:
+        verified = bool(progress[Progress.NO_FORGETTING_VERIFIED])
         conditions = set_condition(
             conditions,
             api.NO_FORGETTING,

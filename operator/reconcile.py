@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from mutask import contract
 from mutask.operator import api, metrics
 from mutask.operator.admission import admit, peer_from_body
 from mutask.operator.config_builder import build_configmap
@@ -45,8 +46,8 @@ def reconcile_introduction(ctx: Context, namespace: str, name: str) -> Decision 
         ti = ctx.kube.get(ti_path(namespace, name))
         if ti is None or meta(ti).get("deletionTimestamp"):
             return None
-        ti.setdefault("apiVersion", api.API_VERSION)
-        ti.setdefault("kind", api.TI_KIND)
+        ti.setdefault("apiVersion", contract.API_VERSION)
+        ti.setdefault("kind", contract.TI_KIND)
         decision = decide(ctx, ti)
         write_status(ctx, ti, decision)
         return decision
@@ -97,8 +98,8 @@ def decide(ctx: Context, ti: dict[str, Any]) -> Decision:
     ok, why, system = _admit(ctx, ti)
     if not ok or system is None:
         return Decision(api.QUEUED, why)
-    system.setdefault("apiVersion", api.API_VERSION)
-    system.setdefault("kind", api.MTS_KIND)
+    system.setdefault("apiVersion", contract.API_VERSION)
+    system.setdefault("kind", contract.MTS_KIND)
     try:
         configmap = build_configmap(system, ti, ctx.settings)
         job_body = build_job(system, ti, ctx.settings)

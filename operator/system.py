@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from mutask import contract
+from mutask.contract import Progress
 from mutask.operator import api, metrics
 from mutask.operator.admission import Peer
 from mutask.operator.config_builder import bootstrap_introduction, build_configmap
@@ -43,7 +45,7 @@ def summarize(peers: Iterable[Peer]) -> dict[str, Any]:
     task_params: dict[str, dict[str, Any]] = {}
     for task, p in sorted(latest.items()):
         entry: dict[str, Any] = {"introduction": p.name}
-        for key in ("paramsAdded", "accountedParams", "testAccuracy"):
+        for key in (Progress.PARAMS_ADDED, Progress.ACCOUNTED_PARAMS, Progress.TEST_ACCURACY):
             if p.progress.get(key) is not None:
                 entry[key] = p.progress[key]
         if p.completion_time:
@@ -58,14 +60,14 @@ def summarize(peers: Iterable[Peer]) -> dict[str, Any]:
     newest = max(latest.values(), key=lambda p: (p.completion_time or "", p.name), default=None)
     if newest is not None:
         out["lastPublish"] = newest.completion_time
-        reported = newest.progress.get("systemParams")
+        reported = newest.progress.get(Progress.SYSTEM_PARAMS)
         out["totalParams"] = (
             int(reported)
             if reported is not None
-            else sum(int(p.progress.get("paramsAdded") or 0) for p in latest.values())
+            else sum(int(p.progress.get(Progress.PARAMS_ADDED) or 0) for p in latest.values())
         )
-        if newest.progress.get("componentCount") is not None:
-            out["componentCount"] = int(newest.progress["componentCount"])
+        if newest.progress.get(Progress.COMPONENT_COUNT) is not None:
+            out["componentCount"] = int(newest.progress[Progress.COMPONENT_COUNT])
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -127,8 +129,8 @@ def reconcile_system(ctx: Context, namespace: str, name: str) -> dict[str, Any] 
         system = ctx.kube.get(mts_path(namespace, name))
         if system is None or meta(system).get("deletionTimestamp"):
             return None
-        system.setdefault("apiVersion", api.API_VERSION)
-        system.setdefault("kind", api.MTS_KIND)
+        system.setdefault("apiVersion", contract.API_VERSION)
+        system.setdefault("kind", contract.MTS_KIND)
         old = status(system)
         now, generation = ctx.clock(), meta(system).get("generation")
         probe = probe_storage(ctx, system, old)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mutask.contract import ExitCode
 from mutask.trainer.config import (
     BudgetConfig,
     ConfigError,
@@ -21,10 +22,6 @@ from mutask.trainer.config import (
     SearchConfig,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2  # config, dataset or checkpoint error: retrying cannot help
-EXIT_FENCED = 3  # another writer owns the task
 DEFAULT_STORE = "mutask-store"
 
 
@@ -227,10 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as err:
         print(f"mutask: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except commands.BAD_INPUT_ERRORS as err:
         print(f"mutask: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
 
 def dump(obj: Any) -> str:

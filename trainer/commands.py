@@ -7,14 +7,15 @@ import os
 import sys
 from typing import Any
 
-from mutask.trainer.cli import EXIT_FAILED, EXIT_FENCED, EXIT_OK, config_from_args, dump
+from mutask.contract import ExitCode
+from mutask.trainer.cli import config_from_args, dump
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.data import DatasetError
 from mutask.trainer.engine import Engine, FencedError
 from mutask.trainer.evolution import ROOT_TASK
 from mutask.trainer.models import CheckpointError
 from mutask.trainer.runtime.device import requested_cpus, select_device
-from mutask.trainer.runtime.signals import PREEMPTED_EXIT_CODE, StopFlag
+from mutask.trainer.runtime.signals import StopFlag
 from mutask.trainer.store.gc import collect_garbage
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
 from mutask.trainer.summary import system_table, task_rows
@@ -61,14 +62,14 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
         if cfg.bootstrap_root and engine.store.read_manifest(ROOT_TASK) is None:
             bootstrap_root(engine, cfg)
             if cfg.task == ROOT_TASK:
-                return EXIT_OK
+                return ExitCode.OK
         out = engine.introduce(cfg, verify=verify)
     except Interrupted:
         print("mutask: stopped by signal; finished generations are checkpointed", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
+        return ExitCode.PREEMPTED
     except FencedError as err:
         print(f"mutask: fenced: {err}", file=sys.stderr)
-        return EXIT_FENCED
+        return ExitCode.FENCED
     bad = [v for v in out.verifications if not v.ok]
     m = out.manifest
     print(
@@ -87,8 +88,8 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
     )
     if bad:
         print(f"mutask: FORGETTING DETECTED in {[v.task for v in bad]}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def cmd_introduce(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"{store.uri}: empty store (run `mutask demo` or `mutask introduce "
             "--bootstrap-root ...`)"
         )
-        return EXIT_OK
+        return ExitCode.OK
     system = system_from_manifests(manifests)
     rows = task_rows(system, manifests)
     if args.json:
@@ -130,7 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
     else:
         print(system_table(system, manifests))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -149,13 +150,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"(known: {sorted(manifests)})",
                 file=sys.stderr,
             )
-            return EXIT_FAILED
+            return ExitCode.FAILED
         m = manifests[task]
         data = engine.data.get(task, DatasetConfig(**m["dataset"]), int(m["shape"]["image_size"]))
         x, y = data.test if args.split == "test" else data.validation
         results[task] = evaluate(pool.model(Path.from_dict(m["path"])), x, y)
         print(f"{task:30s} {args.split} accuracy {results[task]:.4f}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -168,7 +169,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"test={v.test_accuracy_now} (recorded {v.test_accuracy_recorded}) "
             f"probe={v.probe_ok}"
         )
-    return EXIT_OK if all(v.ok for v in checks) else EXIT_FAILED
+    return ExitCode.OK if all(v.ok for v in checks) else ExitCode.FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -185,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"(known: {sorted(manifests)})",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     m = manifests[args.task]
     out = args.out or FsPath(f"{args.task.replace(':', '_')}.safetensors")
     model = pool.model(Path.from_dict(m["path"]))
@@ -195,7 +196,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         {"task": args.task, "path": m["path"]["id"], "num_classes": str(m["num_classes"])},
     )
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()):,} params)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -206,4 +207,4 @@ def cmd_gc(args: argparse.Namespace) -> int:
         f"{verb} {len(report.deleted)} blob(s), {report.bytes_freed:,} bytes; kept "
         f"{report.kept} referenced, {len(report.too_young)} too young"
     )
-    return EXIT_OK
+    return ExitCode.OK

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 TASK_NAME = re.compile(r"^(private:)?[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
-ROOT_TASK = "__root__"
 
 
 class ConfigError(ValueError):

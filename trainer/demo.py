@@ -12,8 +12,8 @@ import shutil
 import time
 from dataclasses import replace
 
+from mutask.contract import ExitCode
 from mutask.trainer.bootstrap import bootstrap_root
-from mutask.trainer.cli import EXIT_FAILED, EXIT_OK
 from mutask.trainer.config import (
     BudgetConfig,
     DatasetConfig,
@@ -145,4 +145,4 @@ def run_demo(args: argparse.Namespace) -> int:
         args.report, system, manifests, timeline, final, seconds=time.perf_counter() - started
     )
     print(f"report: {report}  (total {time.perf_counter() - started:.0f} s)")
-    return EXIT_OK if all_ok else EXIT_FAILED
+    return ExitCode.OK if all_ok else ExitCode.FAILED

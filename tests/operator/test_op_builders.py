@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from op_samples import INTRO, SYSTEM, merged
 
+from mutask import contract
 from mutask.operator import api
 from mutask.operator.config_builder import (
     bootstrap_introduction,
@@ -226,8 +227,8 @@ def test_command_env_ports_and_metadata() -> None:
         "--metrics-port",
         "9090",
     ]
-    assert env(job)[api.ENV_INTRODUCTION] == "ml/digits-1"
-    (cpu,) = [e for e in c["env"] if e["name"] == api.ENV_CPU_REQUEST]
+    assert env(job)[contract.ENV_INTRODUCTION] == "ml/digits-1"
+    (cpu,) = [e for e in c["env"] if e["name"] == contract.ENV_CPU_REQUEST]
     assert cpu["valueFrom"]["resourceFieldRef"] == {
         "containerName": c["name"],
         "resource": "requests.cpu",
@@ -334,7 +335,7 @@ def test_bootstrap_job_owned_by_system() -> None:
     job = build_job(system, intro, S, bootstrap_root=True)
     assert job["metadata"]["name"] == "mti-vision-bootstrap"
     assert job["metadata"]["ownerReferences"][0]["kind"] == "MultitaskSystem"
-    assert api.ENV_INTRODUCTION not in env(job)
+    assert contract.ENV_INTRODUCTION not in env(job)
     config = IntroduceConfig.from_json(
         build_configmap(system, intro, S, bootstrap_root=True)["data"]["config.json"]
     )
@@ -346,13 +347,3 @@ def test_bad_values_raise_config_error_naming_field() -> None:
         build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)
     assert err.value.field_path == "budget.generations"
 
-
-def test_trainer_env_contract_matches_the_trainer() -> None:
-    """The variables the Job sets are the ones the trainer reads (no shared import)."""
-    from mutask.trainer import cli
-    from mutask.trainer.runtime import device, kube_status, signals
-
-    assert api.ENV_CPU_REQUEST == device.ENV_CPU_REQUEST
-    assert api.ENV_INTRODUCTION == kube_status.ENV_INTRODUCTION
-    assert api.EXIT_PREEMPTED == signals.PREEMPTED_EXIT_CODE
-    assert (api.EXIT_FENCED, api.EXIT_BAD_INPUT) == (cli.EXIT_FENCED, cli.EXIT_BAD_INPUT)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from store_testutil import final_state, introduce_argv, start, wait_for
 
-from mutask.trainer.cli import EXIT_FENCED, main
+from mutask.contract import ExitCode
+from mutask.trainer.cli import main
 from mutask.trainer.store.gc import collect_garbage
 from mutask.trainer.store.objects import NotFound
 from mutask.trainer.store.system_store import BLOBS, SystemStore, system_from_manifests
@@ -69,8 +70,8 @@ def test_two_writers_of_one_task_only_one_publishes(
     argv = introduce_argv(gs_uri, "rot90", transform="rot90", generations=2, steps=10)
     runs = [start(argv, tmp_path, f"writer{i}") for i in range(2)]
     codes = sorted(r.wait() for r in runs)
-    assert codes == [0, EXIT_FENCED], [r.stderr[-2000:] for r in runs]
-    loser = next(r for r in runs if r.proc.returncode == EXIT_FENCED)
+    assert codes == [0, ExitCode.FENCED], [r.stderr[-2000:] for r in runs]
+    loser = next(r for r in runs if r.proc.returncode == ExitCode.FENCED)
     assert "fenced" in loser.stderr and "holds the lease" in loser.stderr
     found = SystemStore.open(gs_uri).read_manifest("rot90")
     assert found is not None and found[0]["iteration"] == 0  # published once, not revisited
@@ -94,7 +95,7 @@ def test_frozen_holder_loses_its_lease_and_stops(
         assert after_new is not None
     finally:
         old.proc.send_signal(signal.SIGCONT)
-    assert old.wait() == EXIT_FENCED, old.stderr[-2000:]
+    assert old.wait() == ExitCode.FENCED, old.stderr[-2000:]
     assert "lost the lease" in old.stderr
     assert store.read_manifest("rot90") == after_new  # the stale run wrote nothing
     assert store.load_resume("rot90") is None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mutask.trainer.cli import EXIT_BAD_INPUT, build_parser, config_from_args, main
+from mutask.contract import ExitCode
+from mutask.trainer.cli import build_parser, config_from_args, main
 from mutask.trainer.config import IntroduceConfig
 
 SUBCOMMANDS = ["demo", "introduce", "show", "evaluate", "verify", "export", "gc", "operator"]
@@ -42,7 +43,7 @@ def test_a_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str
 
 
 def _bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == EXIT_BAD_INPUT == 2
+    assert main(argv) == ExitCode.BAD_INPUT == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     return captured.err

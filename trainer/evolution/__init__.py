@@ -5,6 +5,7 @@ from an injected ``numpy.random.Generator``, so the same seed gives the same evo
 the whole algorithm is unit-tested in milliseconds.
 """
 
+from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution.architecture import ViTShape, architecture
 from mutask.trainer.evolution.hparams import HValue, Ladder, SearchSpace, large_space
 from mutask.trainer.evolution.iteration import IterationConfig, IterationResult, TaskIteration
@@ -12,7 +13,7 @@ from mutask.trainer.evolution.mutation import ChildPlan, NewComponent, fresh_pla
 from mutask.trainer.evolution.schedule import Visit, round_robin
 from mutask.trainer.evolution.scoring import ScoreBreakdown, Scorer
 from mutask.trainer.evolution.selection import select_parent
-from mutask.trainer.evolution.system import ROOT_TASK, Component, Path, System, is_private
+from mutask.trainer.evolution.system import Component, Path, System, is_private
 
 __all__ = [
     "ROOT_TASK",

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution.architecture import ViTShape
-from mutask.trainer.evolution.system import ROOT_TASK, Component, Path, path_flops
+from mutask.trainer.evolution.system import Component, Path, path_flops
 
 
 @dataclass(frozen=True)

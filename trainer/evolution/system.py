@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution.architecture import HEAD, ViTShape, adapter_index
 from mutask.trainer.evolution.hparams import HValue
 
-ROOT_TASK = "__root__"
 PRIVATE_PREFIX = "private:"
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from mutask.contract import ENV_CPU_REQUEST
+
 
 @dataclass(frozen=True)
 class DeviceChoice:
@@ -133,7 +135,6 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cpus)
 
 
-ENV_CPU_REQUEST = "MUTASK_TRAINER_CPUS"  # set by the operator (downward API, whole CPUs)
 
 
 def requested_cpus(env: Mapping[str, str]) -> int | None:

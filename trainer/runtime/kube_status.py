@@ -18,25 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mutask.contract import ENV_INTRODUCTION, FINAL_PROGRESS, GROUP, TI_PLURAL, VERSION, Progress
+
 log = logging.getLogger(__name__)
 
-ENV_INTRODUCTION = "MUTASK_TASKINTRODUCTION"
-GROUP, VERSION, PLURAL = "mutask.dev", "v1alpha1", "taskintroductions"
-KEYS = {
-    "generation": "generation",
-    "generations": "generations",
-    "candidates_trained": "candidatesTrained",
-    "candidates_total": "candidatesTotal",
-    "best_score": "bestScore",
-    "best_accuracy": "bestAccuracy",
-    "accounted_params": "accountedParams",
-    "penalty": "penalty",
-    "params_added": "paramsAdded",
-    "checkpoint_uri": "checkpointURI",
-    "test_accuracy": "testAccuracy",
-    "no_forgetting_verified": "noForgettingVerified",
-}
-FINAL_KEYS = frozenset({"test_accuracy", "no_forgetting_verified"})
+KEYS = {p.snake: p.value for p in Progress}
+FINAL_KEYS = frozenset(p.snake for p in FINAL_PROGRESS)
 Patcher = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -73,7 +60,7 @@ def _kubernetes_patcher() -> Patcher:
             GROUP,
             VERSION,
             namespace,
-            PLURAL,
+            TI_PLURAL,
             name,
             body,
             _content_type="application/merge-patch+json",

@@ -6,8 +6,6 @@ import signal
 import threading
 from types import FrameType
 
-PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: checkpoint saved, retry later (podFailurePolicy Ignore)
-
 
 class StopFlag:
     """A flag set by SIGTERM/SIGINT (or by hand) and polled between training steps."""
