@@ -67,27 +67,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=40, help="steps per validation round")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--validation", type=int, default=512, help="validation examples")
-    p.add_argument("--mu", type=float, default=None,
-                   help="the root's mutation probability µ (ladder 0.10..0.30; default 0.2)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU cores to use (default: all available); the reference is timed "
-                        "with 1 intra-op thread and with this many")
-    p.add_argument("--workers", type=int, default=None,
-                   help="mutask's candidates at once on a CPU (default: one per core, as "
-                        "the engine picks)")
+    p.add_argument(
+        "--mu",
+        type=float,
+        default=None,
+        help="the root's mutation probability µ (ladder 0.10..0.30; default 0.2)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU cores to use (default: all available); the reference is timed "
+        "with 1 intra-op thread and with this many",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="mutask's candidates at once on a CPU (default: one per core, as the engine picks)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed runs per way (min is kept)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-frozen-grads", action=argparse.BooleanOptionalAction,
-                   default=True,
-                   help="the reference way also computes (and discards) weight gradients "
-                        "of frozen layers, as the issue describes it (default: on; "
-                        "--no-reference-frozen-grads gives the stricter baseline)")
+    p.add_argument(
+        "--reference-frozen-grads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the reference way also computes (and discards) weight gradients "
+        "of frozen layers, as the issue describes it (default: on; "
+        "--no-reference-frozen-grads gives the stricter baseline)",
+    )
     return p.parse_args(argv)
 
 
-def make_generation(args: argparse.Namespace, pool_dir: str) -> tuple[
-    ComponentPool, TaskIteration, list[ChildPlan], dict[str, object]
-]:
+def make_generation(
+    args: argparse.Namespace, pool_dir: str
+) -> tuple[ComponentPool, TaskIteration, list[ChildPlan], dict[str, object]]:
     """A frozen random root in a pool, a new task's iteration and its K proposed plans."""
     device = select_device(args.device, "float32").device
     shape = get_shape(args.preset, args.image_size)
@@ -105,9 +119,14 @@ def make_generation(args: argparse.Namespace, pool_dir: str) -> tuple[
     system.add_components(n.component for n in root_plan.new)
     system.retain(root)
     pool.freeze(root.component_ids)
-    it = TaskIteration(system, "bench", 10, space,
-                       IterationConfig(generations=1, candidates=args.candidates),
-                       np.random.default_rng(args.seed))
+    it = TaskIteration(
+        system,
+        "bench",
+        10,
+        space,
+        IterationConfig(generations=1, candidates=args.candidates),
+        np.random.default_rng(args.seed),
+    )
     data_hp = it.data_hparams()
     plans = [it.propose(k, data_hp) for k in range(args.candidates)]
     return pool, it, plans, dict(data_hp)
@@ -152,8 +171,9 @@ def run_once(
     _sync(device)
     start = time.perf_counter()
     try:
-        results = train_generation(specs, make_batches, validation, settings,
-                                   lockstep=way.lockstep, workers=way.workers)
+        results = train_generation(
+            specs, make_batches, validation, settings, lockstep=way.lockstep, workers=way.workers
+        )
         _sync(device)
     finally:
         torch.set_num_threads(threads)
@@ -161,8 +181,9 @@ def run_once(
             m.requires_grad_(False)
             m.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
-    params = [[p.detach().cpu().clone() for m in s.trainable for p in m.parameters()]
-              for s in specs]
+    params = [
+        [p.detach().cpu().clone() for m in s.trainable for p in m.parameters()] for s in specs
+    ]
     return results, params, seconds
 
 
@@ -185,8 +206,7 @@ def flop_bound(pool: ComponentPool, plans: Sequence[ChildPlan]) -> float:
 
     def fwd(cid: str) -> int:
         c = pool.components[cid]
-        return shape.component_flops(c.name, num_classes=c.num_classes,
-                                     adapter_dim=c.adapter_dim)
+        return shape.component_flops(c.name, num_classes=c.num_classes, adapter_dim=c.adapter_dim)
 
     reference = shared = 0
     prefixes: set[tuple[str, ...]] = set()
@@ -204,22 +224,30 @@ def flop_bound(pool: ComponentPool, plans: Sequence[ChildPlan]) -> float:
 def assert_identical(a: Outcome, b: Outcome) -> None:
     for (r1, m1), (r2, m2), p1, p2 in zip(a[0], b[0], a[1], b[1], strict=True):
         assert [(r.quality, r.score, r.snapshot) for r in r1.rounds] == [
-            (r.quality, r.score, r.snapshot) for r in r2.rounds], "validation differs"
+            (r.quality, r.score, r.snapshot) for r in r2.rounds
+        ], "validation differs"
         assert r1.quality == r2.quality and r1.score == r2.score, "best snapshot differs"
         assert all(torch.equal(x, y) for x, y in zip(p1, p2, strict=True)), "params differ"
-        assert all(torch.equal(d1[k], d2[k]) for d1, d2 in zip(m1, m2, strict=True)
-                   for k in d1), "momentum differs"
+        assert all(torch.equal(d1[k], d2[k]) for d1, d2 in zip(m1, m2, strict=True) for k in d1), (
+            "momentum differs"
+        )
 
 
 def distance(a: Outcome, b: Outcome) -> str:
     """How far ``b`` is from ``a``: largest parameter difference, same validation choices?"""
-    diff = max(float((x - y).abs().max()) for p1, p2 in zip(a[1], b[1], strict=True)
-               for x, y in zip(p1, p2, strict=True))
-    same = all([(r.quality, r.snapshot) for r in r1.rounds]
-               == [(r.quality, r.snapshot) for r in r2.rounds]
-               for (r1, _), (r2, _) in zip(a[0], b[0], strict=True))
-    return (f"max |param difference| {diff:.1e}; validation accuracies and snapshots "
-            f"{'the same' if same else 'differ'}")
+    diff = max(
+        float((x - y).abs().max())
+        for p1, p2 in zip(a[1], b[1], strict=True)
+        for x, y in zip(p1, p2, strict=True)
+    )
+    same = all(
+        [(r.quality, r.snapshot) for r in r1.rounds] == [(r.quality, r.snapshot) for r in r2.rounds]
+        for (r1, _), (r2, _) in zip(a[0], b[0], strict=True)
+    )
+    return (
+        f"max |param difference| {diff:.1e}; validation accuracies and snapshots "
+        f"{'the same' if same else 'differ'}"
+    )
 
 
 def ways_for(args: argparse.Namespace, device: torch.device, cores: int) -> dict[str, Way]:
@@ -231,13 +259,20 @@ def ways_for(args: argparse.Namespace, device: torch.device, cores: int) -> dict
         ways[f"reference@{threads}"] = Way(
             "reference: own stream, full forward, frozen weight grads"
             + (f", {threads} thread(s)" if cpu else ""),
-            lockstep=False, frozen_grads=args.reference_frozen_grads, threads=threads)
+            lockstep=False,
+            frozen_grads=args.reference_frozen_grads,
+            threads=threads,
+        )
     ways["one-by-one"] = Way("one by one, frozen weight grads skipped", lockstep=False)
-    ways["lockstep"] = Way("mutask lockstep: shared stream + prefixes, no frozen weight grads",
-                           lockstep=True)
+    ways["lockstep"] = Way(
+        "mutask lockstep: shared stream + prefixes, no frozen weight grads", lockstep=True
+    )
     if workers > 1:
-        ways["mutask"] = Way(f"mutask lockstep + {workers} candidates at once (1 per core)",
-                             lockstep=True, workers=workers)
+        ways["mutask"] = Way(
+            f"mutask lockstep + {workers} candidates at once (1 per core)",
+            lockstep=True,
+            workers=workers,
+        )
     return ways
 
 
@@ -249,27 +284,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     ways = ways_for(args, choice.device, cores)
     with tempfile.TemporaryDirectory() as tmp:
         pool, it, plans, data_hp = make_generation(args, tmp)
-        data = TaskDataCache(choice.device).get("bench", DatasetConfig(source="digits"),
-                                                 args.image_size)
-        validation = (data.validation[0][: args.validation],
-                      data.validation[1][: args.validation])
+        data = TaskDataCache(choice.device).get(
+            "bench", DatasetConfig(source="digits"), args.image_size
+        )
+        validation = (data.validation[0][: args.validation], data.validation[1][: args.validation])
         augmenter = Augmenter(data_hp)
 
         def make_batches() -> Iterator[Batch]:
-            return iter(BatchStream(data.train[0], data.train[1], args.batch_size,
-                                    args.seed, augmenter))
+            return iter(
+                BatchStream(data.train[0], data.train[1], args.batch_size, args.seed, augmenter)
+            )
 
         print(f"device {choice.describe()}, torch {torch.__version__}, {cores} CPU core(s)")
-        print(f"root {args.preset} @ {args.image_size}px: "
-              f"{sum(c.num_params for c in pool.components.values()):,} params; "
-              f"K={args.candidates}, {args.rounds} rounds x {args.steps} steps of "
-              f"{args.batch_size}, {len(validation[0])} validation examples")
+        print(
+            f"root {args.preset} @ {args.image_size}px: "
+            f"{sum(c.num_params for c in pool.components.values()):,} params; "
+            f"K={args.candidates}, {args.rounds} rounds x {args.steps} steps of "
+            f"{args.batch_size}, {len(validation[0])} validation examples"
+        )
         for plan in plans:
             n_own = len(plan.new)
-            prefix = next((i for i, c in enumerate(plan.path.component_ids)
-                           if c in set(plan.trainable_ids)), len(plan.path.components))
-            print(f"  {plan.path.id}: {len(plan.path.components)} components, {n_own} own, "
-                  f"frozen prefix {prefix}")
+            prefix = next(
+                (i for i, c in enumerate(plan.path.component_ids) if c in set(plan.trainable_ids)),
+                len(plan.path.components),
+            )
+            print(
+                f"  {plan.path.id}: {len(plan.path.components)} components, {n_own} own, "
+                f"frozen prefix {prefix}"
+            )
         warm = TrainSettings(rounds=1, steps_per_round=2)
         for way in ways.values():
             run_once(pool, it, plans, make_batches, validation, warm, way)
@@ -277,8 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[Outcome]] = {w: [] for w in ways}
         for _ in range(args.repeats):  # alternate the ways so load drifts hit all of them
             for name, way in ways.items():
-                runs[name].append(run_once(pool, it, plans, make_batches, validation,
-                                           settings, way))
+                runs[name].append(
+                    run_once(pool, it, plans, make_batches, validation, settings, way)
+                )
         bound = flop_bound(pool, plans)
     first = runs["one-by-one"][0]
     for name, outs in runs.items():
@@ -286,22 +329,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ways[name].threads == 1:
                 assert_identical(first, out)
     best = {w: min(outs, key=lambda o: o[2]) for w, outs in runs.items()}
-    print("results identical: params, momentum, validation qualities and snapshots "
-          "(bitwise, every single-threaded way)")
+    print(
+        "results identical: params, momentum, validation qualities and snapshots "
+        "(bitwise, every single-threaded way)"
+    )
     for name, way in ways.items():
         if way.threads > 1:
             print(f"{way.label}: {distance(first, runs[name][0])} (kernel threads reorder sums)")
     for name, out in best.items():
-        print(f"{ways[name].label:70s} {out[2]:7.2f} s {3600.0 * len(plans) / out[2]:9.1f} "
-              f"candidates/hour (best of {args.repeats})")
+        print(
+            f"{ways[name].label:70s} {out[2]:7.2f} s {3600.0 * len(plans) / out[2]:9.1f} "
+            f"candidates/hour (best of {args.repeats})"
+        )
     print(f"FLOP bound of prefix sharing alone for these plans: {bound:.2f}x")
-    print(f"lockstep vs one-by-one (prefix sharing + shared stream): "
-          f"{best['one-by-one'][2] / best['lockstep'][2]:.2f}x")
+    print(
+        f"lockstep vs one-by-one (prefix sharing + shared stream): "
+        f"{best['one-by-one'][2] / best['lockstep'][2]:.2f}x"
+    )
     ref = min((n for n in ways if n.startswith("reference@")), key=lambda n: best[n][2])
     ours = "mutask" if "mutask" in ways else "lockstep"
-    print(f"speed-up (mutask's way / the reference way at its best thread count, "
-          f"{ways[ref].threads} thread(s), candidates per hour): "
-          f"{best[ref][2] / best[ours][2]:.2f}x")
+    print(
+        f"speed-up (mutask's way / the reference way at its best thread count, "
+        f"{ways[ref].threads} thread(s), candidates per hour): "
+        f"{best[ref][2] / best[ours][2]:.2f}x"
+    )
     return 0
 
 

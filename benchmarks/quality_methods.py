@@ -52,8 +52,9 @@ class TaskRecord:
 
 def steps_per_task(budget: BudgetConfig) -> int:
     """Training steps per task that mutask spends (G * K * V * N): the shared budget."""
-    return (budget.generations * budget.candidates * budget.validation_rounds
-            * budget.steps_per_round)
+    return (
+        budget.generations * budget.candidates * budget.validation_rounds * budget.steps_per_round
+    )
 
 
 def system_params(system: System) -> int:
@@ -61,23 +62,46 @@ def system_params(system: System) -> int:
 
 
 def run_mutask(
-    root_store: Path, store: Path, base: IntroduceConfig, tasks: Sequence[Task],
-    size_scale: float, device: DeviceChoice, workers: int = 1,
+    root_store: Path,
+    store: Path,
+    base: IntroduceConfig,
+    tasks: Sequence[Task],
+    size_scale: float,
+    device: DeviceChoice,
+    workers: int = 1,
 ) -> tuple[list[TaskRecord], System]:
     """Introduce the tasks one after another with µ2Net; re-check every task at the end."""
     shutil.copytree(root_store, store)
-    engine = Engine(SystemStore.open(str(store)), device, progress_bars=False,
-                    log=lambda _m: None, workers=workers)
+    engine = Engine(
+        SystemStore.open(str(store)),
+        device,
+        progress_bars=False,
+        log=lambda _m: None,
+        workers=workers,
+    )
     method = f"mutask s={size_scale:g}"
     records: list[TaskRecord] = []
     for name, dataset in tasks:
-        cfg = replace(base, task=name, dataset=dataset, store=str(store),
-                      search=SearchConfig(size_scale=size_scale))
+        cfg = replace(
+            base,
+            task=name,
+            dataset=dataset,
+            store=str(store),
+            search=SearchConfig(size_scale=size_scale),
+        )
         out = engine.introduce(cfg, verify=False)
         system = system_from_manifests(engine.store.manifests())
-        records.append(TaskRecord(method, name, float(out.manifest["test_accuracy"]), 0.0,
-                                  int(out.manifest["params"]["added"]),
-                                  system_params(system), out.seconds))
+        records.append(
+            TaskRecord(
+                method,
+                name,
+                float(out.manifest["test_accuracy"]),
+                0.0,
+                int(out.manifest["params"]["added"]),
+                system_params(system),
+                out.seconds,
+            )
+        )
     final = {v.task: v for v in engine.verify()}
     for rec in records:
         v = final[rec.task]
@@ -92,14 +116,18 @@ def _numel(modules: Sequence[nn.Module]) -> int:
 
 
 def run_baseline(
-    kind: str, root_store: Path, base: IntroduceConfig, tasks: Sequence[Task],
+    kind: str,
+    root_store: Path,
+    base: IntroduceConfig,
+    tasks: Sequence[Task],
     device: DeviceChoice,
 ) -> list[TaskRecord]:
     """``finetune`` (full copy per task), ``head`` (frozen root + new head), ``adapters``
     (frozen root + an adapter before every block + new head) or ``sequential`` (one copy
     fine-tuned on every task in turn, a head per task; earlier tasks can be forgotten)."""
-    engine = Engine(SystemStore.open(str(root_store)), device, progress_bars=False,
-                    log=lambda _m: None)
+    engine = Engine(
+        SystemStore.open(str(root_store)), device, progress_bars=False, log=lambda _m: None
+    )
     system, _, pool = engine.load(base.seed)
     shape = system.shape
     root = [(name, pool.get(cid)) for name, cid in system.root.components]
@@ -107,8 +135,9 @@ def run_baseline(
     total = system_params(system)
     budget = base.budget
     steps = steps_per_task(budget)
-    settings = TrainSettings(budget.validation_rounds, steps // budget.validation_rounds,
-                             autocast=device.autocast)
+    settings = TrainSettings(
+        budget.validation_rounds, steps // budget.validation_rounds, autocast=device.autocast
+    )
     space = large_space(max_layers=shape.depth, image_size=shape.image_size)
     hparams = space.defaults()
     augmenter = Augmenter(hparams)
@@ -149,12 +178,28 @@ def run_baseline(
         else:
             raise ValueError(f"unknown baseline {kind!r}")
         model = PathModel([*parts, ("head", head)])
-        val = (data.validation[0][: budget.max_validation_examples],
-               data.validation[1][: budget.max_validation_examples])
-        stream = BatchStream(data.train[0], data.train[1], budget.batch_size,
-                             derive_seed(base.seed, name, kind), augmenter)
-        train_candidate(model, own, [{} for _ in own], hparams, iter(stream), val,
-                        lambda q: q, float("-inf"), settings)
+        val = (
+            data.validation[0][: budget.max_validation_examples],
+            data.validation[1][: budget.max_validation_examples],
+        )
+        stream = BatchStream(
+            data.train[0],
+            data.train[1],
+            budget.batch_size,
+            derive_seed(base.seed, name, kind),
+            augmenter,
+        )
+        train_candidate(
+            model,
+            own,
+            [{} for _ in own],
+            hparams,
+            iter(stream),
+            val,
+            lambda q: q,
+            float("-inf"),
+            settings,
+        )
         total += _numel(added)
         models[name] = model
         acc = evaluate(model, data.test[0], data.test[1], autocast=device.autocast)
@@ -162,8 +207,7 @@ def run_baseline(
         records.append(TaskRecord(kind, name, acc, 0.0, _numel(added), total, seconds))
     for rec, (name, dataset) in zip(records, tasks, strict=True):
         data = engine.task_data(replace(base, task=name, dataset=dataset), shape.image_size)
-        rec.acc_final = evaluate(models[name], data.test[0], data.test[1],
-                                 autocast=device.autocast)
+        rec.acc_final = evaluate(models[name], data.test[0], data.test[1], autocast=device.autocast)
     return records
 
 

@@ -27,15 +27,16 @@ from mutask.trainer.training import TrainSettings, evaluate, lr_at, train_candid
 HPARAMS = {"opt_lr": 0.05, "opt_momentum": 0.9, "opt_nesterov": False, "opt_lr_warmup_ratio": 0.05}
 
 
-def build(preset: str, image_size: int, device: torch.device, cloned: int) -> tuple[
-    PathModel, list[torch.nn.Module]
-]:
+def build(
+    preset: str, image_size: int, device: torch.device, cloned: int
+) -> tuple[PathModel, list[torch.nn.Module]]:
     """A child path: the top ``cloned`` blocks, the norm and a new head are trainable."""
     shape = get_shape(preset, image_size)
     gen = torch.Generator().manual_seed(0)
     names = architecture(shape.depth, set())
-    comps = [(n, build_component(n, shape, num_classes=10, generator=gen).to(device))
-             for n in names]
+    comps = [
+        (n, build_component(n, shape, num_classes=10, generator=gen).to(device)) for n in names
+    ]
     trainable_names = {f"encoderblock_{i}" for i in range(shape.depth - cloned, shape.depth)}
     trainable_names |= {"encoder_norm", "head"}
     own = []
@@ -46,9 +47,16 @@ def build(preset: str, image_size: int, device: torch.device, cloned: int) -> tu
     return PathModel(comps), own
 
 
-def handwritten(model: PathModel, own: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
-                val: tuple[torch.Tensor, torch.Tensor], rounds: int, steps: int,
-                batch: int) -> float:
+def handwritten(
+    model: PathModel,
+    own: list[torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: tuple[torch.Tensor, torch.Tensor],
+    rounds: int,
+    steps: int,
+    batch: int,
+) -> float:
     params = [p for m in own for p in m.parameters()]
     opt = torch.optim.SGD(params, lr=HPARAMS["opt_lr"], momentum=0.9, foreach=True)
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -69,12 +77,28 @@ def handwritten(model: PathModel, own: list[torch.nn.Module], x: torch.Tensor, y
     return float(step * batch)
 
 
-def mutask_side(model: PathModel, own: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
-                val: tuple[torch.Tensor, torch.Tensor], rounds: int, steps: int,
-                batch: int) -> float:
+def mutask_side(
+    model: PathModel,
+    own: list[torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: tuple[torch.Tensor, torch.Tensor],
+    rounds: int,
+    steps: int,
+    batch: int,
+) -> float:
     stream = BatchStream(x, y, batch, seed=0, augmenter=None)
-    result, _ = train_candidate(model, own, [{} for _ in own], HPARAMS, iter(stream), val,
-                                lambda q: q, float("-inf"), TrainSettings(rounds, steps))
+    result, _ = train_candidate(
+        model,
+        own,
+        [{} for _ in own],
+        HPARAMS,
+        iter(stream),
+        val,
+        lambda q: q,
+        float("-inf"),
+        TrainSettings(rounds, steps),
+    )
     return float(result.examples)
 
 
@@ -107,8 +131,10 @@ def main() -> None:
             if rep:
                 rates[name].append(examples / (time.perf_counter() - t0))
     hw, mt = (statistics.median(rates[k]) for k in ("handwritten", "mutask"))
-    print(f"device={device} preset={args.preset} image={args.image_size} batch={args.batch} "
-          f"steps={args.rounds}x{args.steps} cloned_blocks={args.cloned} repeats={args.repeats}")
+    print(
+        f"device={device} preset={args.preset} image={args.image_size} batch={args.batch} "
+        f"steps={args.rounds}x{args.steps} cloned_blocks={args.cloned} repeats={args.repeats}"
+    )
     print(f"hand-written loop: {hw:,.0f} examples/s (median)")
     print(f"mutask train_candidate: {mt:,.0f} examples/s (median)")
     print(f"ratio mutask/handwritten: {mt / hw:.3f}")

@@ -42,15 +42,22 @@ from mutask.trainer.store.system_store import BLOBS, TASKS, SystemStore, encode_
 TRANSFORMS = ["rot90", "rot180", "flip_lr", "flip_ud", "transpose", "invert"]
 
 
-def config(task: str, store: str, transform: str | None, args: argparse.Namespace) -> (
-    IntroduceConfig
-):
+def config(
+    task: str, store: str, transform: str | None, args: argparse.Namespace
+) -> IntroduceConfig:
     return IntroduceConfig(
-        task=task, store=store, device="cpu", seed=args.seed,
+        task=task,
+        store=store,
+        device="cpu",
+        seed=args.seed,
         dataset=DatasetConfig(source="digits", transform=transform),
         model=ModelConfig(preset=args.preset, image_size=args.image_size),
-        budget=BudgetConfig(generations=args.generations, candidates=args.candidates,
-                            validation_rounds=1, steps_per_round=args.steps),
+        budget=BudgetConfig(
+            generations=args.generations,
+            candidates=args.candidates,
+            validation_rounds=1,
+            steps_per_round=args.steps,
+        ),
     ).validate()
 
 
@@ -79,11 +86,15 @@ def accounting(store: SystemStore) -> dict[str, float]:
     for m in manifests.values():
         naive += sum(int(e["num_params"]) * 4 for e in m["components"].values())
     stored_blobs = sum(o.size for o in store.objects.list(BLOBS))
-    stored_meta = sum(o.size for o in store.objects.list(TASKS)
-                      if o.key.endswith("manifest.json"))
-    return {"tasks": len(manifests), "unique_params": param_bytes,
-            "unique_tensors": tensor_bytes, "stored_blobs": stored_blobs,
-            "stored_manifests": stored_meta, "naive": naive}
+    stored_meta = sum(o.size for o in store.objects.list(TASKS) if o.key.endswith("manifest.json"))
+    return {
+        "tasks": len(manifests),
+        "unique_params": param_bytes,
+        "unique_tensors": tensor_bytes,
+        "stored_blobs": stored_blobs,
+        "stored_manifests": stored_meta,
+        "naive": naive,
+    }
 
 
 def publish_timing(store: SystemStore, reps: int) -> tuple[float, float, int]:
@@ -96,11 +107,21 @@ def publish_timing(store: SystemStore, reps: int) -> tuple[float, float, int]:
     size = 0
     for r in range(reps):
         gen = torch.Generator().manual_seed(r)
-        payload = [encode_component(
-            {k[6:]: torch.randn(v.shape, generator=gen) for k, v in s.items()
-             if k.startswith("param/")},
-            {k[9:]: torch.randn(v.shape, generator=gen) for k, v in s.items()
-             if k.startswith("momentum/")}) for s in shapes]
+        payload = [
+            encode_component(
+                {
+                    k[6:]: torch.randn(v.shape, generator=gen)
+                    for k, v in s.items()
+                    if k.startswith("param/")
+                },
+                {
+                    k[9:]: torch.randn(v.shape, generator=gen)
+                    for k, v in s.items()
+                    if k.startswith("momentum/")
+                },
+            )
+            for s in shapes
+        ]
         manifest: dict[str, Any] = {**m[last], "components": dict(m[last]["components"])}
         task = f"bench-{uuid.uuid4().hex[:8]}"
         # raw: the same blob bytes and manifest bytes, plain writes, no checks
@@ -113,8 +134,10 @@ def publish_timing(store: SystemStore, reps: int) -> tuple[float, float, int]:
         with Lease(store.objects, task, ttl=60) as lease:
             t0 = time.perf_counter()
             for cid, data in zip(created, payload, strict=True):
-                manifest["components"][cid] = {**manifest["components"][cid],
-                                               "blob": store.put_blob(data)}
+                manifest["components"][cid] = {
+                    **manifest["components"][cid],
+                    "blob": store.put_blob(data),
+                }
             lease.confirm()
             store.publish(task, manifest, expected=0)
             ours.append(time.perf_counter() - t0)
@@ -149,8 +172,10 @@ def main() -> None:
         else:
             uri = os.path.join(tmp, "store")
         try:
-            print(f"backend {args.backend}: {uri}; {args.tasks} tasks, preset {args.preset} "
-                  f"@{args.image_size}px, {args.generations} gen x {args.candidates} cand")
+            print(
+                f"backend {args.backend}: {uri}; {args.tasks} tasks, preset {args.preset} "
+                f"@{args.image_size}px, {args.generations} gen x {args.candidates} cand"
+            )
             store = grow(uri, args)
             before = sum(o.size for o in store.objects.list(BLOBS))
             gc = collect_garbage(store, grace_seconds=0)
@@ -160,20 +185,32 @@ def main() -> None:
             if server is not None:
                 server.stop()
     stored = a["stored_blobs"] + a["stored_manifests"]
-    print(f"blobs before gc        {before:>12,} B  (gc freed {gc.bytes_freed:,} B of "
-          f"{len(gc.deleted)} unreferenced candidate blobs)")
-    print(f"stored after gc        {stored:>12,} B  (blobs {a['stored_blobs']:,} + manifests "
-          f"{a['stored_manifests']:,}), {a['tasks']:.0f} published paths incl. root")
-    print(f"unique params          {a['unique_params']:>12,} B  -> stored/params   "
-          f"{stored / a['unique_params']:.3f}x")
-    print(f"unique params+momentum {a['unique_tensors']:>12,} B  -> stored/unique   "
-          f"{stored / a['unique_tensors']:.3f}x")
-    print(f"naive full checkpoints {2 * a['naive']:>12,} B  -> stored/naive    "
-          f"{stored / (2 * a['naive']):.3f}x (one full model + momentum per task; "
-          f"params only: {a['naive']:,} B vs unique params "
-          f"{a['unique_params'] / a['naive']:.3f}x)")
-    print(f"publish {ours * 1e3:.1f} ms vs raw upload {raw * 1e3:.1f} ms of the same "
-          f"{size:,} B -> {ours / raw:.2f}x (median of {args.reps})")
+    print(
+        f"blobs before gc        {before:>12,} B  (gc freed {gc.bytes_freed:,} B of "
+        f"{len(gc.deleted)} unreferenced candidate blobs)"
+    )
+    print(
+        f"stored after gc        {stored:>12,} B  (blobs {a['stored_blobs']:,} + manifests "
+        f"{a['stored_manifests']:,}), {a['tasks']:.0f} published paths incl. root"
+    )
+    print(
+        f"unique params          {a['unique_params']:>12,} B  -> stored/params   "
+        f"{stored / a['unique_params']:.3f}x"
+    )
+    print(
+        f"unique params+momentum {a['unique_tensors']:>12,} B  -> stored/unique   "
+        f"{stored / a['unique_tensors']:.3f}x"
+    )
+    print(
+        f"naive full checkpoints {2 * a['naive']:>12,} B  -> stored/naive    "
+        f"{stored / (2 * a['naive']):.3f}x (one full model + momentum per task; "
+        f"params only: {a['naive']:,} B vs unique params "
+        f"{a['unique_params'] / a['naive']:.3f}x)"
+    )
+    print(
+        f"publish {ours * 1e3:.1f} ms vs raw upload {raw * 1e3:.1f} ms of the same "
+        f"{size:,} B -> {ours / raw:.2f}x (median of {args.reps})"
+    )
     print(f"stored/unique ratio: {stored / a['unique_tensors']:.3f}")
 
 

@@ -90,8 +90,9 @@ def run_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(store_dir, ignore_errors=True)
     root_cfg, visits = demo_configs(store_dir, args.seed, args.quick)
     device = select_device(args.device)
-    engine = Engine(SystemStore.open(store_dir), device, progress_bars=not args.quiet,
-                    workers=args.workers)
+    engine = Engine(
+        SystemStore.open(store_dir), device, progress_bars=not args.quiet, workers=args.workers
+    )
     print(f"mutask demo: store {engine.store.uri}, device {device.describe()}")
     started = time.perf_counter()
     timeline: list[dict[str, object]] = []

@@ -121,8 +121,9 @@ class Engine:
         entries = blob_index(manifests)
         pool = self._pool
         if pool is None or pool.shape != system.shape:
-            pool = ComponentPool(self.store, system.shape, self.device.device,
-                                 system.components, entries, seed)
+            pool = ComponentPool(
+                self.store, system.shape, self.device.device, system.components, entries, seed
+            )
         else:
             pool.components.update(system.components)
             pool.entries.update(entries)
@@ -134,8 +135,9 @@ class Engine:
     def configure_threads(self, shape: ViTShape) -> None:
         """Set torch's CPU intra-op threads for this model size (unless told not to)."""
         if self.device.kind == "cpu" and self.cpu_threads != 0:
-            torch.set_num_threads(self.cpu_threads or auto_cpu_threads(shape.hidden,
-                                                                       self.usable_cpus()))
+            torch.set_num_threads(
+                self.cpu_threads or auto_cpu_threads(shape.hidden, self.usable_cpus())
+            )
 
     def candidate_workers(self, candidates: int) -> int:
         """How many of a generation's ``candidates`` train at once on this engine's device
@@ -144,8 +146,9 @@ class Engine:
             return 1
         if self.workers is not None:
             return min(self.workers, max(1, candidates))
-        return auto_candidate_workers(self.device.kind, torch.get_num_threads(), candidates,
-                                      self.usable_cpus())
+        return auto_candidate_workers(
+            self.device.kind, torch.get_num_threads(), candidates, self.usable_cpus()
+        )
 
     def usable_cpus(self) -> int:
         """CPUs for the automatic thread and worker counts: available, capped by ``cpus``."""
@@ -178,8 +181,12 @@ class Engine:
         Runs holding the task's lease (fencing): FencedError if another writer holds it, or
         takes it over while this run goes on (then this run stops at its next step).
         """
-        lease = Lease(open_object_store(self.store.uri), cfg.task,
-                      holder=new_holder_id(cfg.agent_id), log=self.log)
+        lease = Lease(
+            open_object_store(self.store.uri),
+            cfg.task,
+            holder=new_holder_id(cfg.agent_id),
+            log=self.log,
+        )
         outer = self.should_stop
         try:
             with lease:
@@ -190,9 +197,9 @@ class Engine:
         finally:
             self.should_stop = outer
 
-    def _introduce(self, cfg: IntroduceConfig, lease: Lease, *, verify: bool) -> (
-        IntroductionOutcome
-    ):
+    def _introduce(
+        self, cfg: IntroduceConfig, lease: Lease, *, verify: bool
+    ) -> IntroductionOutcome:
         started = time.perf_counter()
         system, manifests, pool = self.load(cfg.seed)
         previous = self.store.read_manifest(cfg.task)
@@ -202,11 +209,16 @@ class Engine:
         if landed is not None:
             return landed
         data = self.task_data(cfg, system.shape.image_size)
-        val = (data.validation[0][: cfg.budget.max_validation_examples],
-               data.validation[1][: cfg.budget.max_validation_examples])
+        val = (
+            data.validation[0][: cfg.budget.max_validation_examples],
+            data.validation[1][: cfg.budget.max_validation_examples],
+        )
         rng = np.random.default_rng(derive_seed(cfg.seed, cfg.task, iteration))
         it = TaskIteration(
-            system, cfg.task, data.num_classes, self.space(cfg, system),
+            system,
+            cfg.task,
+            data.num_classes,
+            self.space(cfg, system),
             IterationConfig(
                 generations=cfg.budget.generations,
                 candidates=cfg.budget.candidates,
@@ -230,13 +242,31 @@ class Engine:
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
-        manifest = self._publish(cfg, system, it, result, pool, data, manifests, expected,
-                                 previous[0] if previous else None, started, lease=lease)
+        manifest = self._publish(
+            cfg,
+            system,
+            it,
+            result,
+            pool,
+            data,
+            manifests,
+            expected,
+            previous[0] if previous else None,
+            started,
+            lease=lease,
+        )
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
         ok = all(v.ok for v in verifications)
         self.emit(event="verified", no_forgetting_verified=ok, tasks_checked=len(verifications))
-        return IntroductionOutcome(cfg.task, iteration, result.best, manifest, verifications,
-                                   time.perf_counter() - started, trained)
+        return IntroductionOutcome(
+            cfg.task,
+            iteration,
+            result.best,
+            manifest,
+            verifications,
+            time.perf_counter() - started,
+            trained,
+        )
 
     def _generation(
         self,
@@ -253,9 +283,14 @@ class Engine:
         stream_seed = derive_seed(cfg.seed, cfg.task, it.iteration, gen)
         steps = settings.rounds * settings.steps_per_round
         self.emit(event="generation", generation=gen, generations=cfg.budget.generations)
-        bar = tqdm(total=cfg.budget.candidates * steps, unit="step", leave=True,
-                   desc=f"{cfg.task} it{it.iteration} gen {gen + 1}/{cfg.budget.generations}",
-                   disable=not self.progress_bars, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.budget.candidates * steps,
+            unit="step",
+            leave=True,
+            desc=f"{cfg.task} it{it.iteration} gen {gen + 1}/{cfg.budget.generations}",
+            disable=not self.progress_bars,
+            dynamic_ncols=True,
+        )
         with bar:
             # As in the reference, all K children of a generation are proposed from the
             # population as it stands at the generation's start, then trained.
@@ -265,23 +300,41 @@ class Engine:
                 bar.update(1)
 
             def batches() -> Iterator[Batch]:
-                return iter(BatchStream(data.train[0], data.train[1], cfg.budget.batch_size,
-                                        stream_seed, augmenter))
+                return iter(
+                    BatchStream(
+                        data.train[0], data.train[1], cfg.budget.batch_size, stream_seed, augmenter
+                    )
+                )
 
             if len(self.device.devices) > 1:  # one candidate per device (k -> k % n)
                 trained = train_placed(
-                    pool, plans, [_score_fn(it, p.path) for p in plans],
-                    [it.bar(p.path) for p in plans], self.device.devices, batches, val,
-                    settings, lockstep=self.lockstep, on_step=tick,
+                    pool,
+                    plans,
+                    [_score_fn(it, p.path) for p in plans],
+                    [it.bar(p.path) for p in plans],
+                    self.device.devices,
+                    batches,
+                    val,
+                    settings,
+                    lockstep=self.lockstep,
+                    on_step=tick,
                     should_stop=self.should_stop,
                 )
             else:
-                specs = [candidate_spec(pool, plan, _score_fn(it, plan.path),
-                                        it.bar(plan.path)) for plan in plans]
-                trained = train_generation(specs, batches, val, settings,
-                                           lockstep=self.lockstep, on_step=tick,
-                                           should_stop=self.should_stop,
-                                           workers=self.candidate_workers(len(specs)))
+                specs = [
+                    candidate_spec(pool, plan, _score_fn(it, plan.path), it.bar(plan.path))
+                    for plan in plans
+                ]
+                trained = train_generation(
+                    specs,
+                    batches,
+                    val,
+                    settings,
+                    lockstep=self.lockstep,
+                    on_step=tick,
+                    should_stop=self.should_stop,
+                    workers=self.candidate_workers(len(specs)),
+                )
             for k, (plan, (result, momentum)) in enumerate(zip(plans, trained, strict=True)):
                 joined = False
                 if result.quality is not None:
@@ -292,10 +345,14 @@ class Engine:
                 else:
                     pool.drop(plan.trainable_ids)
                 best = it.best
-                bar.set_postfix(best=f"{best.score:.4f}" if best and best.score else "-",
-                                last=f"{result.quality or 0:.3f}")
+                bar.set_postfix(
+                    best=f"{best.score:.4f}" if best and best.score else "-",
+                    last=f"{result.quality or 0:.3f}",
+                )
                 self.emit(
-                    event="candidate", generation=gen, candidate=k,
+                    event="candidate",
+                    generation=gen,
+                    candidate=k,
                     candidates_trained=gen * cfg.budget.candidates + k + 1,
                     candidates_total=cfg.budget.generations * cfg.budget.candidates,
                     best_score=best.score if best else None,
@@ -311,10 +368,14 @@ class Engine:
     ) -> None:
         t0 = time.perf_counter()
         blobs = {cid: pool.save(cid)["blob"] for cid in sorted(it.pending)}
-        self.store.save_resume(cfg.task, {"fingerprint": fingerprint, "state": it.state_dict(),
-                                          "blobs": blobs})
-        self.emit(event="checkpoint", checkpoint_seconds=time.perf_counter() - t0,
-                  generation=it.generation)
+        self.store.save_resume(
+            cfg.task, {"fingerprint": fingerprint, "state": it.state_dict(), "blobs": blobs}
+        )
+        self.emit(
+            event="checkpoint",
+            checkpoint_seconds=time.perf_counter() - t0,
+            generation=it.generation,
+        )
 
     def _resume(
         self, cfg: IntroduceConfig, it: TaskIteration, pool: ComponentPool, fingerprint: str
@@ -331,8 +392,12 @@ class Engine:
         self.log(f"task {cfg.task}: resumed at generation {it.generation}")
 
     def _already_published(
-        self, cfg: IntroduceConfig, previous: tuple[dict[str, Any], int] | None, *,
-        verify: bool, started: float,
+        self,
+        cfg: IntroduceConfig,
+        previous: tuple[dict[str, Any], int] | None,
+        *,
+        verify: bool,
+        started: float,
     ) -> IntroductionOutcome | None:
         """The outcome of a killed run whose manifest landed before it cleared its resume."""
         saved = self.store.load_resume(cfg.task)
@@ -342,12 +407,20 @@ class Engine:
         if manifest.get("run") is None or manifest.get("run") != saved.get("fingerprint"):
             return None
         self.store.clear_resume(cfg.task)
-        self.log(f"task {cfg.task}: iteration {manifest['iteration']} was already published "
-                 "by the interrupted run; not running it again")
+        self.log(
+            f"task {cfg.task}: iteration {manifest['iteration']} was already published "
+            "by the interrupted run; not running it again"
+        )
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
-        return IntroductionOutcome(cfg.task, int(manifest["iteration"]),
-                                   Path.from_dict(manifest["path"]), manifest, verifications,
-                                   time.perf_counter() - started, 0)
+        return IntroductionOutcome(
+            cfg.task,
+            int(manifest["iteration"]),
+            Path.from_dict(manifest["path"]),
+            manifest,
+            verifications,
+            time.perf_counter() - started,
+            0,
+        )
 
     # -- publish -----------------------------------------------------------------------------
     def _publish(
@@ -375,11 +448,21 @@ class Engine:
         test_acc = evaluate(model, data.test[0], data.test[1], autocast=self.device.autocast)
         assert best.quality is not None
         manifest = build_manifest(
-            system=system, task=cfg.task, iteration=it.iteration, entries=entries,
-            created=result.created, breakdown=it.breakdown(best, best.quality),
-            test_accuracy=test_acc, probe_sha256=probe_sha256(model, data.test[0]),
-            num_classes=data.num_classes, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed,
-            device_kind=self.device.kind, known=it.known, previous=previous,
+            system=system,
+            task=cfg.task,
+            iteration=it.iteration,
+            entries=entries,
+            created=result.created,
+            breakdown=it.breakdown(best, best.quality),
+            test_accuracy=test_acc,
+            probe_sha256=probe_sha256(model, data.test[0]),
+            num_classes=data.num_classes,
+            dataset=cfg.dataset,
+            model=cfg.model,
+            seed=cfg.seed,
+            device_kind=self.device.kind,
+            known=it.known,
+            previous=previous,
             seconds=time.perf_counter() - started,
         )
         manifest["run"] = _fingerprint(cfg, expected)  # a restarted run sees this one landed
@@ -394,19 +477,25 @@ class Engine:
             ) from err
         self.store.clear_resume(cfg.task)
         uri = f"{self.store.uri}/tasks/{cfg.task}/manifest.json#{gen}"
-        self.emit(event="published", checkpoint_uri=uri, test_accuracy=test_acc,
-                  params_added=manifest["params"]["added"],
-                  accounted_params=manifest["score"]["accounted_params"],
-                  penalty=manifest["score"]["penalty"], best_score=best.score,
-                  best_accuracy=best.quality, checkpoint_seconds=time.perf_counter() - t0,
-                  system_params=sum(c.num_params for c in system.components.values()),
-                  component_count=len(system.components))
+        self.emit(
+            event="published",
+            checkpoint_uri=uri,
+            test_accuracy=test_acc,
+            params_added=manifest["params"]["added"],
+            accounted_params=manifest["score"]["accounted_params"],
+            penalty=manifest["score"]["penalty"],
+            best_score=best.score,
+            best_accuracy=best.quality,
+            checkpoint_seconds=time.perf_counter() - t0,
+            system_params=sum(c.num_params for c in system.components.values()),
+            component_count=len(system.components),
+        )
         return manifest
 
     # -- verification --------------------------------------------------------------------------
-    def verify(self, tasks: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[
-        Verification
-    ]:
+    def verify(
+        self, tasks: Sequence[str] | None = None, exclude: Sequence[str] = ()
+    ) -> list[Verification]:
         """Re-check published tasks against their manifests (weights hashes, test accuracy)."""
         _, manifests, pool = self.load()
         names = [t for t in (tasks or sorted(manifests)) if t not in exclude]
@@ -424,4 +513,3 @@ def _fingerprint(cfg: IntroduceConfig, expected: int) -> str:
     for key in ("metrics_port", "device", "agent_id"):
         d.pop(key, None)
     return f"{zlib.crc32(repr(sorted(d.items())).encode()):08x}-{expected}"
-

@@ -121,10 +121,21 @@ def train_generation(
         for c in candidates:
             if should_stop is not None and should_stop():
                 raise Interrupted("stop requested between candidates")
-            out.append(train_candidate(
-                c.model, c.trainable, c.momentum_state, c.hparams, make_batches(), validation,
-                c.score_fn, c.bar, settings, on_step=on_step, should_stop=should_stop,
-            ))
+            out.append(
+                train_candidate(
+                    c.model,
+                    c.trainable,
+                    c.momentum_state,
+                    c.hparams,
+                    make_batches(),
+                    validation,
+                    c.score_fn,
+                    c.bar,
+                    settings,
+                    on_step=on_step,
+                    should_stop=should_stop,
+                )
+            )
         return out
     if should_stop is not None and should_stop():
         raise Interrupted("stop requested before training")
@@ -157,8 +168,10 @@ class _State:
         snapshot = score >= self.spec.bar and (result.score is None or score > result.score)
         if snapshot:
             result.quality, result.score = quality, score
-            self.best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()}
-                               for m in self.spec.trainable]
+            self.best_state = [
+                {k: v.detach().clone() for k, v in m.state_dict().items()}
+                for m in self.spec.trainable
+            ]
             self.best_momentum = [momentum_of(self.opt, m) for m in self.spec.trainable]
         result.rounds.append(RoundResult(rnd, quality, score, snapshot))
 
@@ -180,7 +193,7 @@ class _PrefixTrie:
     def __init__(self, specs: Sequence[CandidateSpec]) -> None:
         keep: set[Prefix] = {s.prefix for s in specs}
         for i, a in enumerate(specs):
-            for b in specs[i + 1:]:
+            for b in specs[i + 1 :]:
                 n = 0
                 while n < min(a.split, b.split) and a.prefix[n] == b.prefix[n]:
                     n += 1
@@ -243,8 +256,9 @@ class _Lockstep:
         step = 0
         with contextlib.ExitStack() as stack:
             if self.workers > 1:
-                self.executor = ThreadPoolExecutor(self.workers,
-                                                   thread_name_prefix="mutask-candidate")
+                self.executor = ThreadPoolExecutor(
+                    self.workers, thread_name_prefix="mutask-candidate"
+                )
                 # on an error or Ctrl-C, queued candidate steps are dropped, running ones end
                 stack.callback(self.executor.shutdown, wait=True, cancel_futures=True)
             try:
@@ -289,8 +303,10 @@ class _Lockstep:
         x, y = next(batches)
         prefixes = self._prefixes(x)
         for i in range(n):
-            futures = [executor.submit(self._train, st, first + i, x, y, h, on_step, should_stop)
-                       for st, h in zip(states, prefixes, strict=True)]
+            futures = [
+                executor.submit(self._train, st, first + i, x, y, h, on_step, should_stop)
+                for st, h in zip(states, prefixes, strict=True)
+            ]
             try:
                 if i + 1 < n:
                     x, y = next(batches)

@@ -46,10 +46,12 @@ def placed_spec(
 ) -> CandidateSpec:
     """``candidate_spec`` on device slot ``slot``: own components there, frozen ones replicas."""
     own = {n.component.id: pool.materialize(n, device if slot else None) for n in plan.new}
-    model = PathModel([
-        (name, own[cid] if cid in own else pool.replica(cid, slot, device))
-        for name, cid in plan.path.components
-    ])
+    model = PathModel(
+        [
+            (name, own[cid] if cid in own else pool.replica(cid, slot, device))
+            for name, cid in plan.path.components
+        ]
+    )
     return CandidateSpec(
         model=model,
         trainable=list(own.values()),
@@ -83,10 +85,13 @@ def train_placed(
     """Train ``plans`` split over ``devices`` (``devices[0]`` is the pool's); per candidate,
     in order, what ``train_generation`` would return, with everything on the pool's device."""
     n = len(devices)
-    specs = [placed_spec(pool, plan, score_fns[k], bars[k], k % n, devices[k % n])
-             for k, plan in enumerate(plans)]  # materialised in candidate order
-    work = [(slot, ks, [specs[k] for k in ks])
-            for slot, ks in enumerate(groups(len(plans), n)) if ks]
+    specs = [
+        placed_spec(pool, plan, score_fns[k], bars[k], k % n, devices[k % n])
+        for k, plan in enumerate(plans)
+    ]  # materialised in candidate order
+    work = [
+        (slot, ks, [specs[k] for k in ks]) for slot, ks in enumerate(groups(len(plans), n)) if ks
+    ]
 
     failed = threading.Event()
     lock = threading.Lock()
@@ -108,8 +113,13 @@ def train_placed(
             with context:
                 val = (validation[0].to(device), validation[1].to(device))
                 out = train_generation(
-                    specs, lambda: _on(make_batches(), device), val, settings,
-                    lockstep=lockstep, on_step=tick, should_stop=stop,
+                    specs,
+                    lambda: _on(make_batches(), device),
+                    val,
+                    settings,
+                    lockstep=lockstep,
+                    on_step=tick,
+                    should_stop=stop,
                 )
             for k, result in zip(ks, out, strict=True):
                 results[k] = result
@@ -119,8 +129,10 @@ def train_placed(
                     first.append(err)
                     failed.set()
 
-    threads = [threading.Thread(target=run, args=w, name=f"mutask-device-{w[0]}", daemon=True)
-               for w in work]
+    threads = [
+        threading.Thread(target=run, args=w, name=f"mutask-device-{w[0]}", daemon=True)
+        for w in work
+    ]
     for t in threads:
         t.start()
     try:

@@ -105,8 +105,9 @@ class ComponentPool:
         device = self.device if device is None else device
         if new.source is not None:
             module = copy.deepcopy(self.get(new.source)).to(device)
-            momentum = {k: v.to(device, copy=True)
-                        for k, v in self.momentum.get(new.source, {}).items()}
+            momentum = {
+                k: v.to(device, copy=True) for k, v in self.momentum.get(new.source, {}).items()
+            }
         else:
             gen = torch.Generator().manual_seed(component_seed(self.seed, comp.id))
             module = self._build(comp, gen, device)

@@ -38,8 +38,9 @@ def plot_sharing(system: System, out: Path) -> None:
     """Rows = tasks, columns = component slots; colour = creating task; lines = shared."""
     tasks = [ROOT_TASK, *system.tasks]
     present = {name for t in tasks for name in system.best[t].names}
-    depth = max(len([n for n in system.best[t].names if n.startswith("encoderblock_")])
-                for t in tasks)
+    depth = max(
+        len([n for n in system.best[t].names if n.startswith("encoderblock_")]) for t in tasks
+    )
     adapters = {i for t in tasks for i in system.best[t].adapters}
     slots = [n for n in architecture(depth, adapters) if n in present]
     creator: dict[str, str] = {}

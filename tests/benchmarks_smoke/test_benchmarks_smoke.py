@@ -11,15 +11,37 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], timeout: int) -> str:
-    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
 def test_generation_benchmark_smoke() -> None:
-    out = _run(["benchmarks/generation.py", "-k", "3", "--rounds", "1", "--steps", "2",
-                "--repeats", "1", "--threads", "2", "--workers", "2"], timeout=120)
+    out = _run(
+        [
+            "benchmarks/generation.py",
+            "-k",
+            "3",
+            "--rounds",
+            "1",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--threads",
+            "2",
+            "--workers",
+            "2",
+        ],
+        timeout=120,
+    )
     assert "results identical" in out
     assert "mutask lockstep + 2 candidates at once" in out  # one candidate per core
     assert "2 thread(s): max |param difference|" in out  # multi-threaded reference compared
@@ -27,8 +49,18 @@ def test_generation_benchmark_smoke() -> None:
 
 
 def test_quality_suite_quick(tmp_path: Path) -> None:
-    out = _run(["benchmarks/quality.py", "--quick", "--no-fashion", "--threads", "1",
-                "--out", str(tmp_path)], timeout=120)
+    out = _run(
+        [
+            "benchmarks/quality.py",
+            "--quick",
+            "--no-fashion",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        timeout=120,
+    )
     assert out.strip().splitlines()[-1].startswith("headline vs fine-tune per task")
     records = json.loads((tmp_path / "quality_results.json").read_text())
     methods = {r["method"] for r in records}
@@ -37,6 +69,8 @@ def test_quality_suite_quick(tmp_path: Path) -> None:
     assert all(r["acc_own"] == r["acc_final"] for r in records if r["method"].startswith("mutask"))
     assert (tmp_path / "quality_accuracy_vs_params.png").exists()
     assert (tmp_path / "quality_params_vs_tasks.png").exists()
-    tables = _run(["benchmarks/quality.py", "--from-results",
-                   str(tmp_path / "quality_results.json")], timeout=60)
+    tables = _run(
+        ["benchmarks/quality.py", "--from-results", str(tmp_path / "quality_results.json")],
+        timeout=60,
+    )
     assert "| mutask s=1 |" in tables and "Per task, mean over seeds" in tables

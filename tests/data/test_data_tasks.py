@@ -27,7 +27,7 @@ def test_default_splits_on_digits(cache: SourceCache) -> None:
     assert data.name == "digits" and data.source_name == "digits" and data.num_classes == 10
     train = cache.load("digits").splits["train"]
     assert len(data.train) + len(data.validation) == len(train)
-    np.testing.assert_array_equal(data.validation.labels, train.labels[len(data.train):])
+    np.testing.assert_array_equal(data.validation.labels, train.labels[len(data.train) :])
     assert len(data.test) == len(cache.load("digits").splits["test"])
     assert data.image_shape == (8, 8, 1)
 
@@ -49,8 +49,9 @@ def test_label_map_merges_and_drops(toy: str) -> None:
     assert data.num_classes == 2
     keep = full.train.labels != 2
     np.testing.assert_array_equal(data.train.images, full.train.images[keep])
-    np.testing.assert_array_equal(data.train.labels, [{0: 1, 1: 0, 3: 1}[int(v)]
-                                                      for v in full.train.labels[keep]])
+    np.testing.assert_array_equal(
+        data.train.labels, [{0: 1, 1: 0, 3: 1}[int(v)] for v in full.train.labels[keep]]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMS))
@@ -79,8 +80,9 @@ def test_max_train_examples(toy: str) -> None:
 
 
 def test_validation_may_slice_test_when_disjoint(toy: str) -> None:
-    cfg = DatasetConfig(source=toy, train_split="train", validation_split="test[:10]",
-                        test_split="test[10:]")
+    cfg = DatasetConfig(
+        source=toy, train_split="train", validation_split="test[:10]", test_split="test[10:]"
+    )
     data = load_task("t", cfg)
     assert (len(data.train), len(data.validation), len(data.test)) == (100, 10, 30)
 
@@ -89,17 +91,20 @@ def test_validation_may_slice_test_when_disjoint(toy: str) -> None:
     ("splits", "field", "other"),
     [
         (("train[:90%]", "test", "test"), "dataset.validation_split", "dataset.test_split"),
-        (("train[:90%]", "test[:20]", "test[10:]"), "dataset.validation_split",
-         "dataset.test_split"),
+        (
+            ("train[:90%]", "test[:20]", "test[10:]"),
+            "dataset.validation_split",
+            "dataset.test_split",
+        ),
         (("train+test[:1]", "train[90%:]", "test"), "dataset.train_split", "dataset.test_split"),
         (("train", "train[90%:]", "test"), "dataset.train_split", "dataset.validation_split"),
     ],
 )
-def test_overlapping_splits_are_refused(toy: str, splits: tuple[str, str, str], field: str,
-                                        other: str) -> None:
+def test_overlapping_splits_are_refused(
+    toy: str, splits: tuple[str, str, str], field: str, other: str
+) -> None:
     train, validation, test = splits
-    cfg = DatasetConfig(source=toy, train_split=train, validation_split=validation,
-                        test_split=test)
+    cfg = DatasetConfig(source=toy, train_split=train, validation_split=validation, test_split=test)
     with pytest.raises(DatasetError) as info:
         load_task("tsk", cfg)
     assert str(info.value).startswith(f"task 'tsk': {field}=")
@@ -136,8 +141,9 @@ def test_label_error_message_format(cache: SourceCache) -> None:
         ({"test_split": "test[:3]", "labels": [3]}, "dataset.test_split", "no examples"),
     ],
 )
-def test_errors_name_task_and_field(toy: str, changes: dict[str, object], field: str,
-                                    text: str) -> None:
+def test_errors_name_task_and_field(
+    toy: str, changes: dict[str, object], field: str, text: str
+) -> None:
     kwargs: dict[str, object] = {"source": toy, **changes}
     with pytest.raises(DatasetError) as info:
         load_task("tsk", DatasetConfig(**kwargs))  # type: ignore[arg-type]

@@ -26,8 +26,17 @@ def test_prepare_resizes_once_with_antialias() -> None:
     x, y = prepare(ImageSplit(images, labels), 16)
     assert x.shape == (5, 3, 16, 16) and x.is_contiguous()
     assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
-    ref = F.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(), size=(16, 16),
-                        mode="bilinear", antialias=True, align_corners=False) / 127.5 - 1.0
+    ref = (
+        F.interpolate(
+            torch.from_numpy(images).permute(0, 3, 1, 2).float(),
+            size=(16, 16),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        / 127.5
+        - 1.0
+    )
     torch.testing.assert_close(x, ref.clamp(-1, 1))
     assert torch.equal(y, torch.from_numpy(labels))
 

@@ -210,8 +210,10 @@ def test_population_is_capped_keeping_the_best(system: System, space) -> None:
     data = it.data_hparams()
     plans = [it.propose(k, data) for k in range(6)]
     assert {p.path.parent for p in plans} == {"root"}  # cross-task: all beat their bar
-    joins = [it.report(plan.path, q)[1] for plan, q in
-             zip(plans, [0.3, 0.9, 0.1, 0.5, 0.7, 0.2], strict=True)]
+    joins = [
+        it.report(plan.path, q)[1]
+        for plan, q in zip(plans, [0.3, 0.9, 0.1, 0.5, 0.7, 0.2], strict=True)
+    ]
     # the last child beats its bar but falls off the full population at once: not joined
     assert joins == [True, True, True, True, True, False]
     assert [p.quality for p in it.population] == [0.9, 0.7, 0.5]

@@ -346,4 +346,3 @@ def test_bad_values_raise_config_error_naming_field() -> None:
     with pytest.raises(ConfigError) as err:
         build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)
     assert err.value.field_path == "budget.generations"
-

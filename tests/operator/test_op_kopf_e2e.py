@@ -387,30 +387,44 @@ def test_file_store_on_a_claim_is_checked_through_the_api(
         new_system(
             kube,
             f"file://{tmp_path}/not-mounted-here",
-            storage={"uri": f"file://{tmp_path}/not-mounted-here",
-                     "persistentVolumeClaim": {"claimName": "vision-store"}},
-            rootModel={"preset": "mu-tiny",
-                       "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}}},
+            storage={
+                "uri": f"file://{tmp_path}/not-mounted-here",
+                "persistentVolumeClaim": {"claimName": "vision-store"},
+            },
+            rootModel={
+                "preset": "mu-tiny",
+                "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}},
+            },
         )
         wait_for("claim missing", lambda: "vision-store not found" in ready().get("message", ""))
         assert ready()["reason"] == "Unreachable" and not jobs(api)
-        kube.create(core_path(NS, "persistentvolumeclaims"), {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "vision-store", "namespace": NS},
-            "spec": {"accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}}},
-        })  # Pending, as with WaitForFirstConsumer until a pod mounts it
+        kube.create(
+            core_path(NS, "persistentvolumeclaims"),
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "vision-store", "namespace": NS},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )  # Pending, as with WaitForFirstConsumer until a pod mounts it
         job = wait_for("bootstrap Job", lambda: api.fake.get("batch/v1/jobs", NS, boot))
         volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
         assert volumes["store"]["persistentVolumeClaim"] == {"claimName": "vision-store"}
-        kube.merge_patch(job_path(NS, boot) + "/status",
-                         {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+        kube.merge_patch(
+            job_path(NS, boot) + "/status",
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}},
+        )
         wait_for("ready", lambda: ready().get("status") == "True", timeout=20)
         kube.delete(job_path(NS, boot))  # ttlSecondsAfterFinished
         wait_for("Job gone", lambda: api.fake.get("batch/v1/jobs", NS, boot) is None)
         time.sleep(2.5)  # more than two system resyncs
         assert api.fake.get("batch/v1/jobs", NS, boot) is None
         assert ready()["status"] == "True"
-        assert "vision-store is Pending; the store on it holds the root" in (
-            condition("StorageReachable")["message"])
+        assert (
+            "vision-store is Pending; the store on it holds the root"
+            in (condition("StorageReachable")["message"])
+        )
     assert runner.exception is None, runner.output[-3000:]

@@ -83,8 +83,9 @@ def root_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mutask.trainer.store.system_store import SystemStore
 
     path = tmp_path_factory.mktemp("root") / "store"
-    engine = Engine(SystemStore.open(str(path)), select_device("cpu"), progress_bars=False,
-                    log=lambda _m: None)
+    engine = Engine(
+        SystemStore.open(str(path)), select_device("cpu"), progress_bars=False, log=lambda _m: None
+    )
     bootstrap_root(engine, tiny_config("digits", str(path)))
     return path
 
@@ -95,8 +96,9 @@ def seeded() -> Callable[[Path, str], str]:
 
     def seed(root: Path, uri: str) -> str:
         src = LocalObjectStore(root)
-        dst: ObjectStore = (GcsObjectStore.from_uri(uri) if uri.startswith("gs://")
-                            else LocalObjectStore(uri))
+        dst: ObjectStore = (
+            GcsObjectStore.from_uri(uri) if uri.startswith("gs://") else LocalObjectStore(uri)
+        )
         copy_objects(src, dst)
         return uri
 

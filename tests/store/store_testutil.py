@@ -16,16 +16,28 @@ from mutask.trainer.store.objects import ObjectStore
 from mutask.trainer.store.system_store import SystemStore
 
 LEASE_TTL = "3"
-TINY = ["--preset", "mu-tiny", "--image-size", "16", "--candidates", "2", "--rounds", "1",
-        "--quiet", "--device", "cpu"]
+TINY = [
+    "--preset",
+    "mu-tiny",
+    "--image-size",
+    "16",
+    "--candidates",
+    "2",
+    "--rounds",
+    "1",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 
 def tiny_config(task: str, store: str) -> IntroduceConfig:
     return IntroduceConfig(
-        task=task, store=store, device="cpu",
+        task=task,
+        store=store,
+        device="cpu",
         model=ModelConfig(preset="mu-tiny", image_size=16),
-        budget=BudgetConfig(generations=1, candidates=2, validation_rounds=1,
-                            steps_per_round=5),
+        budget=BudgetConfig(generations=1, candidates=2, validation_rounds=1, steps_per_round=5),
     ).validate()
 
 
@@ -44,16 +56,38 @@ def cli() -> list[str]:
 def env(**extra: str) -> dict[str, str]:
     """Single-threaded torch (same numerics in every run), a short lease for the tests."""
     out = dict(os.environ)
-    out.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MUTASK_LEASE_TTL=LEASE_TTL,
-               PYTHONUNBUFFERED="1")
+    out.update(
+        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MUTASK_LEASE_TTL=LEASE_TTL, PYTHONUNBUFFERED="1"
+    )
     out.update(extra)
     return out
 
 
-def introduce_argv(store: str, task: str, *, transform: str | None, generations: int = 1,
-                   steps: int = 5, seed: int = 0, verify: bool = False) -> list[str]:
-    argv = [*cli(), "introduce", "--store", store, "--task", task, "--seed", str(seed),
-            "--generations", str(generations), "--steps", str(steps), *TINY]
+def introduce_argv(
+    store: str,
+    task: str,
+    *,
+    transform: str | None,
+    generations: int = 1,
+    steps: int = 5,
+    seed: int = 0,
+    verify: bool = False,
+) -> list[str]:
+    argv = [
+        *cli(),
+        "introduce",
+        "--store",
+        store,
+        "--task",
+        task,
+        "--seed",
+        str(seed),
+        "--generations",
+        str(generations),
+        "--steps",
+        str(steps),
+        *TINY,
+    ]
     if transform:
         argv += ["--transform", transform]
     if not verify:

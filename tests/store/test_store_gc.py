@@ -50,7 +50,8 @@ def _stale_listing(store: SystemStore, age: float) -> None:
     listing = [replace(i, updated=i.updated - age) for i in store.objects.list(BLOBS)]
     real = store.objects.list
     store.objects.list = lambda prefix="": (  # type: ignore[method-assign]
-        listing if prefix == BLOBS else real(prefix))
+        listing if prefix == BLOBS else real(prefix)
+    )
 
 
 def test_reused_blob_is_refreshed_so_a_concurrent_gc_spares_it(store_uri: str) -> None:

@@ -34,11 +34,16 @@ def _lease(store: SystemStore, task: str) -> dict[str, object] | None:
 
 
 def test_two_agents_introduce_two_tasks_into_one_bucket(
-    gs_uri: str, root_store: Path, seeded: Callable[[Path, str], str], tmp_path: Path,
+    gs_uri: str,
+    root_store: Path,
+    seeded: Callable[[Path, str], str],
+    tmp_path: Path,
 ) -> None:
     seeded(root_store, gs_uri)
-    runs = {task: start(introduce_argv(gs_uri, task, transform=tf), tmp_path, task)
-            for task, tf in (("rot90", "rot90"), ("flip", "flip_lr"))}
+    runs = {
+        task: start(introduce_argv(gs_uri, task, transform=tf), tmp_path, task)
+        for task, tf in (("rot90", "rot90"), ("flip", "flip_lr"))
+    }
     for task, run in runs.items():
         assert run.wait() == 0, f"{task}: {run.stderr[-2000:]}"
     store = SystemStore.open(gs_uri)
@@ -49,8 +54,9 @@ def test_two_agents_introduce_two_tasks_into_one_bucket(
         for entry in m["components"].values():
             store.get_blob(entry["blob"])
     report = collect_garbage(store, grace_seconds=0, dry_run=True)
-    assert report.kept == len({e["blob"] for m in manifests.values()
-                               for e in m["components"].values()})
+    assert report.kept == len(
+        {e["blob"] for m in manifests.values() for e in m["components"].values()}
+    )
     # each task, at its next iteration, sees the other's path as a frozen seed
     system = system_from_manifests(manifests)
     for me, other in (("rot90", "flip"), ("flip", "rot90")):
@@ -64,7 +70,10 @@ def test_two_agents_introduce_two_tasks_into_one_bucket(
 
 
 def test_two_writers_of_one_task_only_one_publishes(
-    gs_uri: str, root_store: Path, seeded: Callable[[Path, str], str], tmp_path: Path,
+    gs_uri: str,
+    root_store: Path,
+    seeded: Callable[[Path, str], str],
+    tmp_path: Path,
 ) -> None:
     seeded(root_store, gs_uri)
     argv = introduce_argv(gs_uri, "rot90", transform="rot90", generations=2, steps=10)
@@ -78,7 +87,10 @@ def test_two_writers_of_one_task_only_one_publishes(
 
 
 def test_frozen_holder_loses_its_lease_and_stops(
-    gs_uri: str, root_store: Path, seeded: Callable[[Path, str], str], tmp_path: Path,
+    gs_uri: str,
+    root_store: Path,
+    seeded: Callable[[Path, str], str],
+    tmp_path: Path,
 ) -> None:
     """A pod stalls (SIGSTOP) past its lease; a replacement takes over; the old one wakes."""
     seeded(root_store, gs_uri)

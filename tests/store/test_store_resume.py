@@ -43,13 +43,13 @@ def _exists(store: SystemStore, key: str) -> bool:
     return store.objects.stat(key) is not None
 
 
-def _kill_when(sc: Scenario, store: SystemStore, trigger: Callable[[], bool],
-               delay: float) -> None:
+def _kill_when(sc: Scenario, store: SystemStore, trigger: Callable[[], bool], delay: float) -> None:
     assert sc.run is not None
     deadline = time.monotonic() + 120
     while not trigger():
-        assert sc.run.proc.poll() is None, f"{sc.name}: exited before the kill point\n" \
-            f"{sc.run.stderr[-2000:]}"
+        assert sc.run.proc.poll() is None, (
+            f"{sc.name}: exited before the kill point\n{sc.run.stderr[-2000:]}"
+        )
         assert time.monotonic() < deadline, f"{sc.name}: kill point never reached"
         time.sleep(0.02)
     time.sleep(delay)
@@ -59,7 +59,9 @@ def _kill_when(sc: Scenario, store: SystemStore, trigger: Callable[[], bool],
 
 
 def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
-    new_gs_uri: Callable[[], str], root_store: Path, seeded: Callable[[Path, str], str],
+    new_gs_uri: Callable[[], str],
+    root_store: Path,
+    seeded: Callable[[Path, str], str],
     tmp_path: Path,
 ) -> None:
     rnd = random.Random()
@@ -80,18 +82,29 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
             sc.uri = str(tmp_path / sc.name / "store")
         seeded(root_store, sc.uri)
         extra = {"MUTASK_CRASH_AT": sc.crash_at} if sc.crash_at else {}
-        sc.run = start(introduce_argv(sc.uri, TASK, transform=TRANSFORM, **ARGS),
-                       tmp_path / sc.name, "first", **extra)
+        sc.run = start(
+            introduce_argv(sc.uri, TASK, transform=TRANSFORM, **ARGS),
+            tmp_path / sc.name,
+            "first",
+            **extra,
+        )
     by = {sc.name: sc for sc in scenarios}
     stores = {sc.name: SystemStore.open(sc.uri) for sc in scenarios}
     resume_key, lease_key = f"tasks/{TASK}/resume.json", f"tasks/{TASK}/lease.json"
-    _kill_when(by["after-generation-checkpoint"], stores["after-generation-checkpoint"],
-               lambda: _exists(stores["after-generation-checkpoint"], resume_key), 0.0)
+    _kill_when(
+        by["after-generation-checkpoint"],
+        stores["after-generation-checkpoint"],
+        lambda: _exists(stores["after-generation-checkpoint"], resume_key),
+        0.0,
+    )
     # a random moment inside the later generations' training: after the first generation's
     # checkpoint, well before the remaining 2 generations (8 candidates x 20 steps) can end
-    _kill_when(by["random-in-training"], stores["random-in-training"],
-               lambda: _exists(stores["random-in-training"], resume_key),
-               rnd.uniform(0.05, 0.5))
+    _kill_when(
+        by["random-in-training"],
+        stores["random-in-training"],
+        lambda: _exists(stores["random-in-training"], resume_key),
+        rnd.uniform(0.05, 0.5),
+    )
     for sc in scenarios:
         assert sc.run is not None
         code = sc.run.wait()
@@ -100,8 +113,9 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
     reference = final_state(stores["reference"], TASK)
 
     for sc in scenarios[1:]:  # restart the killed ones, concurrently
-        sc.run = start(introduce_argv(sc.uri, TASK, transform=TRANSFORM, **ARGS),
-                       tmp_path / sc.name, "resumed")
+        sc.run = start(
+            introduce_argv(sc.uri, TASK, transform=TRANSFORM, **ARGS), tmp_path / sc.name, "resumed"
+        )
     for sc in scenarios[1:]:
         assert sc.run is not None
         assert sc.run.wait() == 0, f"{sc.name}: {sc.run.stderr[-3000:]}"
@@ -112,8 +126,9 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(
         lease = json.loads(store.objects.read(lease_key)[0])
         assert lease["released"], sc.name
         refs = collect_garbage(store, grace_seconds=0, dry_run=True)
-        assert refs.kept == len({e["blob"] for m in store.manifests().values()
-                                 for e in m["components"].values()}), sc.name
+        assert refs.kept == len(
+            {e["blob"] for m in store.manifests().values() for e in m["components"].values()}
+        ), sc.name
         assert main(["verify", "--store", sc.uri, "--device", "cpu"]) == 0, sc.name
     assert "resumed at generation 1" in _log(by["after-generation-checkpoint"])
     assert f"resumed at generation {ARGS['generations']}" in _log(by["publish-before-manifest"])

@@ -65,11 +65,16 @@ def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
                 if name in root:
                     module = copy.deepcopy(root[name]).requires_grad_(True)
                     gen = torch.Generator().manual_seed(k)
-                    momentum.append({n: torch.randn(p.shape, generator=gen) * 0.01
-                                     for n, p in module.named_parameters()})
+                    momentum.append(
+                        {
+                            n: torch.randn(p.shape, generator=gen) * 0.01
+                            for n, p in module.named_parameters()
+                        }
+                    )
                 else:
-                    module = build_component(name, SHAPE, adapter_dim=8,
-                                             generator=torch.Generator().manual_seed(k))
+                    module = build_component(
+                        name, SHAPE, adapter_dim=8, generator=torch.Generator().manual_seed(k)
+                    )
                     momentum.append({})
                 trainable.append(module)
             else:
@@ -78,8 +83,17 @@ def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
                     prefix.append(f"root/{name}")
             parts.append((name, module))
         bar = 0.4 if k == 1 else float("-inf")
-        specs.append(CandidateSpec(PathModel(parts), trainable, momentum, {**HP, **hp},
-                                   lambda q, k=k: q * (1.0 - 0.01 * k), bar, tuple(prefix)))
+        specs.append(
+            CandidateSpec(
+                PathModel(parts),
+                trainable,
+                momentum,
+                {**HP, **hp},
+                lambda q, k=k: q * (1.0 - 0.01 * k),
+                bar,
+                tuple(prefix),
+            )
+        )
     return specs
 
 
@@ -93,8 +107,9 @@ def _stream(seed: int = 3) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 def _validation() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(9)
-    return torch.rand(40, 3, 16, 16, generator=gen) * 2 - 1, torch.randint(0, 4, (40,),
-                                                                          generator=gen)
+    return torch.rand(40, 3, 16, 16, generator=gen) * 2 - 1, torch.randint(
+        0, 4, (40,), generator=gen
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -107,20 +122,27 @@ def test_lockstep_equals_sequential_bit_for_bit(workers: int) -> None:
         before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in root.items()}
         specs = _candidates(root)
         steps: list[int] = []
-        results = train_generation(specs, _stream, _validation(), settings, lockstep=lockstep,
-                                   on_step=steps.append, workers=workers)
+        results = train_generation(
+            specs,
+            _stream,
+            _validation(),
+            settings,
+            lockstep=lockstep,
+            on_step=steps.append,
+            workers=workers,
+        )
         assert len(steps) == len(specs) * 15
         assert sorted(steps) == sorted(s for s in range(1, 16) for _ in specs)
         for n, m in root.items():  # frozen modules untouched
             assert all(torch.equal(v, before[n][k]) for k, v in m.state_dict().items())
-        params = [[p.detach().clone() for m in s.trainable for p in m.parameters()]
-                  for s in specs]
+        params = [[p.detach().clone() for m in s.trainable for p in m.parameters()] for s in specs]
         outcomes.append((results, params))
     (seq, seq_params), (lock, lock_params) = outcomes
     for (r1, m1), (r2, m2), p1, p2 in zip(seq, lock, seq_params, lock_params, strict=True):
         assert r1.quality == r2.quality and r1.score == r2.score
         assert [(r.quality, r.score, r.snapshot) for r in r1.rounds] == [
-            (r.quality, r.score, r.snapshot) for r in r2.rounds]
+            (r.quality, r.score, r.snapshot) for r in r2.rounds
+        ]
         assert r1.steps == r2.steps == 15 and r1.examples == r2.examples
         assert all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
         assert [sorted(d) for d in m1] == [sorted(d) for d in m2]
@@ -144,12 +166,17 @@ def test_workers_stop_on_request_and_reject_zero() -> None:
 
 
 def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
-    engine = Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), progress_bars=False,
-                    cpus=1)
+    engine = Engine(
+        SystemStore.open(str(tmp_path)), select_device("cpu"), progress_bars=False, cpus=1
+    )
     assert engine.usable_cpus() == 1
     assert engine.candidate_workers(8) == 1  # a one-CPU request: no extra threads
-    assert Engine(SystemStore.open(str(tmp_path)), select_device("cpu"),
-                  workers=5).candidate_workers(3) == 3  # never more than candidates
+    assert (
+        Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=5).candidate_workers(
+            3
+        )
+        == 3
+    )  # never more than candidates
     with pytest.raises(ValueError, match="workers"):
         Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=0)
     gpu = DeviceChoice(torch.device("cuda"), "cuda", 1, None)  # never touched: no CUDA call
@@ -157,22 +184,43 @@ def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
 
 
 def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
-    return Engine(SystemStore.open(str(store)), select_device("cpu"), progress_bars=False,
-                  log=lambda _m: None, lockstep=lockstep, workers=workers)
+    return Engine(
+        SystemStore.open(str(store)),
+        select_device("cpu"),
+        progress_bars=False,
+        log=lambda _m: None,
+        lockstep=lockstep,
+        workers=workers,
+    )
 
 
 def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
-    budget = BudgetConfig(generations=2, candidates=3, validation_rounds=2, steps_per_round=4,
-                          batch_size=16, max_validation_examples=64)
+    budget = BudgetConfig(
+        generations=2,
+        candidates=3,
+        validation_rounds=2,
+        steps_per_round=4,
+        batch_size=16,
+        max_validation_examples=64,
+    )
     base = IntroduceConfig(
-        task="mnist", dataset=DatasetConfig(source="digits", max_train_examples=256),
-        store=str(tmp_path / "a"), budget=budget, search=SearchConfig(size_scale=0.9),
-        model=ModelConfig(preset="mu-tiny", image_size=8), device="cpu")
+        task="mnist",
+        dataset=DatasetConfig(source="digits", max_train_examples=256),
+        store=str(tmp_path / "a"),
+        budget=budget,
+        search=SearchConfig(size_scale=0.9),
+        model=ModelConfig(preset="mu-tiny", image_size=8),
+        device="cpu",
+    )
     bootstrap_root(_engine(tmp_path / "a", lockstep=True), base)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    task = replace(base, task="parity",
-                   dataset=DatasetConfig(source="digits", max_train_examples=256,
-                                         label_map={str(i): i % 2 for i in range(10)}))
+    task = replace(
+        base,
+        task="parity",
+        dataset=DatasetConfig(
+            source="digits", max_train_examples=256, label_map={str(i): i % 2 for i in range(10)}
+        ),
+    )
     manifests = []
     for folder, lockstep in (("a", True), ("b", False)):
         engine = _engine(tmp_path / folder, lockstep=lockstep, workers=2 if lockstep else None)

@@ -30,21 +30,34 @@ from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import Interrupted
 
 CPU = torch.device("cpu")
-BUDGET = BudgetConfig(generations=2, candidates=3, validation_rounds=1, steps_per_round=5,
-                      batch_size=32, max_validation_examples=128)
+BUDGET = BudgetConfig(
+    generations=2,
+    candidates=3,
+    validation_rounds=1,
+    steps_per_round=5,
+    batch_size=32,
+    max_validation_examples=128,
+)
 DIGITS = DatasetConfig(source="digits")
 LOW = DatasetConfig(source="digits", labels=[0, 1, 2, 3, 4])
 
 
 def _cfg(store: Path, task: str, dataset: DatasetConfig) -> IntroduceConfig:
-    return IntroduceConfig(task=task, dataset=dataset, store=str(store), budget=BUDGET,
-                           search=SearchConfig(size_scale=0.9), device="cpu")
+    return IntroduceConfig(
+        task=task,
+        dataset=dataset,
+        store=str(store),
+        budget=BUDGET,
+        search=SearchConfig(size_scale=0.9),
+        device="cpu",
+    )
 
 
 def _engine(store: Path, devices: int, **kw: Any) -> Engine:
     choice = replace(select_device("cpu"), devices=(CPU,) * devices)
-    return Engine(SystemStore.open(str(store)), choice, progress_bars=False,
-                  log=lambda _m: None, **kw)
+    return Engine(
+        SystemStore.open(str(store)), choice, progress_bars=False, log=lambda _m: None, **kw
+    )
 
 
 def _digest(store: Path, task: str) -> str:
@@ -84,31 +97,39 @@ def test_auto_cuda_on_a_multi_gpu_host_lists_every_gpu(monkeypatch: pytest.Monke
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     choice = select_device("auto", "float32", env={}, cuda_available=lambda: True)
     assert choice.count == 3
-    assert choice.devices == (torch.device("cuda"), torch.device("cuda", 1),
-                              torch.device("cuda", 2))
-    assert select_device("cuda:1", "float32", env={},
-                         cuda_available=lambda: True).devices == (torch.device("cuda:1"),)
+    assert choice.devices == (
+        torch.device("cuda"),
+        torch.device("cuda", 1),
+        torch.device("cuda", 2),
+    )
+    assert select_device("cuda:1", "float32", env={}, cuda_available=lambda: True).devices == (
+        torch.device("cuda:1"),
+    )
 
 
 def test_replicas_are_frozen_bit_identical_cached_and_dropped(tmp_path: Path) -> None:
     pool = ComponentPool(SystemStore(LocalObjectStore(tmp_path / "s")), SHAPE, CPU, {}, {})
     block = "encoderblock_0"
-    live = pool.materialize(NewComponent(Component("c/x", block, SHAPE.component_params(block)),
-                                         None))
+    live = pool.materialize(
+        NewComponent(Component("c/x", block, SHAPE.component_params(block)), None)
+    )
     assert pool.replica("c/x", 0, CPU) is live  # slot 0 is the pool's own device
     rep = pool.replica("c/x", 1, CPU)
     assert rep is not live and pool.replica("c/x", 1, CPU) is rep
     assert not any(p.requires_grad for p in rep.parameters())
     assert all(p.requires_grad for p in live.parameters())  # the primary is untouched
     assert same_state([dict(rep.state_dict())], [dict(live.state_dict())])
-    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(rep.parameters(),
-                                                            live.parameters(), strict=True))
+    assert all(
+        a.data_ptr() != b.data_ptr()
+        for a, b in zip(rep.parameters(), live.parameters(), strict=True)
+    )
     pool.drop(["c/x"])
     assert pool.replicas[1] == {}
 
 
 def test_split_over_devices_publishes_exactly_what_one_device_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: set[str] = set()
     inner = placement.train_generation
@@ -125,8 +146,7 @@ def test_split_over_devices_publishes_exactly_what_one_device_does(
     assert eng._pool is not None and eng._pool.replicas[1]  # frozen parts were replicated
     assert (two.best.id, two.best.hparams) == (one.best.id, one.best.hparams)
     assert two.best.component_ids == one.best.component_ids
-    hashes = [{c: m["param_hash"] for c, m in o.manifest["components"].items()}
-              for o in (one, two)]
+    hashes = [{c: m["param_hash"] for c, m in o.manifest["components"].items()} for o in (one, two)]
     assert hashes[0] == hashes[1]
     assert two.manifest["test_accuracy"] == one.manifest["test_accuracy"]
     assert two.candidates_trained == one.candidates_trained == 6

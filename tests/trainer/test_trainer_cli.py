@@ -97,8 +97,7 @@ def test_config_file_wins_over_flags_except_store_and_seed(tmp_path: Path) -> No
     cfg = config_from_args(build_parser().parse_args([*argv, "--store", "s", "--seed", "7"]))
     assert (cfg.store, cfg.seed) == ("s", 7)
     assert (cfg.device, cfg.workers) == ("auto", None)
-    cfg = config_from_args(build_parser().parse_args(
-        [*argv, "--device", "cpu", "--workers", "3"]))
+    cfg = config_from_args(build_parser().parse_args([*argv, "--device", "cpu", "--workers", "3"]))
     assert (cfg.device, cfg.workers) == ("cpu", 3)
 
 

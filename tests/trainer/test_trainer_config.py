@@ -95,12 +95,16 @@ def test_non_object_json_is_rejected(text: str) -> None:
         (IntroduceConfig("digits", precision="fp16"), "precision", "fp16"),
         (IntroduceConfig("digits", budget=BudgetConfig(candidates=0)), "budget.candidates", 0),
         (IntroduceConfig("digits", metrics_port=70000), "metrics_port", 70000),
-        (IntroduceConfig("digits", search=SearchConfig(population_cap=0)),
-         "search.population_cap", 0),
+        (
+            IntroduceConfig("digits", search=SearchConfig(population_cap=0)),
+            "search.population_cap",
+            0,
+        ),
     ],
 )
-def test_validate_names_the_field_and_the_value(cfg: IntroduceConfig, field: str,
-                                                value: object) -> None:
+def test_validate_names_the_field_and_the_value(
+    cfg: IntroduceConfig, field: str, value: object
+) -> None:
     with pytest.raises(ConfigError) as err:
         cfg.validate()
     assert (err.value.field_path, err.value.value) == (field, value)

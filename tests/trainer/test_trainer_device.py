@@ -39,10 +39,11 @@ def _imports(**modules: object):
     return import_module
 
 
-def _select(preference: str = "auto", precision: str = "auto", *, env=None, xla=False,
-            cuda=False):
+def _select(preference: str = "auto", precision: str = "auto", *, env=None, xla=False, cuda=False):
     return select_device(
-        preference, precision, env=env or {},
+        preference,
+        precision,
+        env=env or {},
         import_module=_imports(torch_xla=FAKE_XLA) if xla else _imports(),
         cuda_available=lambda: cuda,
     )
@@ -51,7 +52,11 @@ def _select(preference: str = "auto", precision: str = "auto", *, env=None, xla=
 def test_auto_without_accelerators_is_cpu_in_float32() -> None:
     choice = _select()
     assert (choice.kind, choice.device, choice.count, choice.autocast) == (
-        "cpu", torch.device("cpu"), 1, None)
+        "cpu",
+        torch.device("cpu"),
+        1,
+        None,
+    )
 
 
 def test_auto_takes_cuda_when_available() -> None:
@@ -75,10 +80,14 @@ def test_auto_takes_xla_when_pjrt_device_is_set_and_torch_xla_imports() -> None:
 
 def test_xla_device_from_the_legacy_xla_model_api() -> None:
     legacy = types.SimpleNamespace(xla_device=lambda: "xla:0")
-    choice = select_device("xla", env={"PJRT_DEVICE": "TPU"},
-                           import_module=_imports(torch_xla=types.SimpleNamespace(),
-                                                  torch_xla__core__xla_model=legacy),
-                           cuda_available=lambda: False)
+    choice = select_device(
+        "xla",
+        env={"PJRT_DEVICE": "TPU"},
+        import_module=_imports(
+            torch_xla=types.SimpleNamespace(), torch_xla__core__xla_model=legacy
+        ),
+        cuda_available=lambda: False,
+    )
     assert choice.device == torch.device("xla:0")
 
 
@@ -138,8 +147,17 @@ def test_one_real_xla_training_step_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
     before, frozen_before = snapshot(trainable), snapshot([frozen])  # on the CPU
     model.to(choice.device)
     x, y = (t.to(choice.device) for t in toy_data())
-    result, _ = train_candidate(model, trainable, [{}, {}], HP, forever((x, y)), (x, y),
-                                lambda q: q, -math.inf, TrainSettings(rounds=1, steps_per_round=1))
+    result, _ = train_candidate(
+        model,
+        trainable,
+        [{}, {}],
+        HP,
+        forever((x, y)),
+        (x, y),
+        lambda q: q,
+        -math.inf,
+        TrainSettings(rounds=1, steps_per_round=1),
+    )
     assert result.steps == 1 and 0.0 <= result.quality <= 1.0
     model.to("cpu")
     assert not same_state(snapshot(trainable), before)
@@ -148,8 +166,14 @@ def test_one_real_xla_training_step_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.parametrize(
     ("cpu_max", "limit"),
-    [("max 100000", None), ("200000 100000", 2.0), ("150000 100000", 1.5), ("", None),
-     ("abc 100000", None), ("0 100000", None)],
+    [
+        ("max 100000", None),
+        ("200000 100000", 2.0),
+        ("150000 100000", 1.5),
+        ("", None),
+        ("abc 100000", None),
+        ("0 100000", None),
+    ],
 )
 def test_cgroup_cpu_limit_parses_cpu_max(cpu_max: str, limit: float | None) -> None:
     assert cgroup_cpu_limit(cpu_max) == limit
@@ -177,8 +201,13 @@ def test_auto_candidate_workers_one_per_core_only_with_single_threaded_cpu_kerne
 
 @pytest.mark.parametrize(
     ("env", "cpus"),
-    [({"MUTASK_TRAINER_CPUS": "4"}, 4), ({"MUTASK_TRAINER_CPUS": " 1 "}, 1), ({}, None),
-     ({"MUTASK_TRAINER_CPUS": "0"}, None), ({"MUTASK_TRAINER_CPUS": "500m"}, None)],
+    [
+        ({"MUTASK_TRAINER_CPUS": "4"}, 4),
+        ({"MUTASK_TRAINER_CPUS": " 1 "}, 1),
+        ({}, None),
+        ({"MUTASK_TRAINER_CPUS": "0"}, None),
+        ({"MUTASK_TRAINER_CPUS": "500m"}, None),
+    ],
 )
 def test_requested_cpus_reads_the_operators_downward_api_variable(
     env: dict[str, str], cpus: int | None

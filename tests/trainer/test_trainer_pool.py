@@ -31,8 +31,9 @@ def _block(cid: str) -> Component:
     return Component(cid, BLOCK, SHAPE.component_params(BLOCK))
 
 
-def _pool(tmp_path: Path, seed: int = 0, entries: dict | None = None,
-          components: dict | None = None) -> ComponentPool:
+def _pool(
+    tmp_path: Path, seed: int = 0, entries: dict | None = None, components: dict | None = None
+) -> ComponentPool:
     store = SystemStore(LocalObjectStore(tmp_path / "store"))
     return ComponentPool(store, SHAPE, CPU, components or {}, entries or {}, seed=seed)
 

@@ -16,8 +16,15 @@ from mutask.trainer.runtime.signals import StopFlag
 
 EVENTS = [
     {"event": "generation", "generation": 0, "generations": 3},
-    {"event": "candidate", "generation": 1, "best_score": 0.8, "best_accuracy": 0.85,
-     "params_added": 1234, "examples_per_second": 950.5, "step_seconds": 0.02},
+    {
+        "event": "candidate",
+        "generation": 1,
+        "best_score": 0.8,
+        "best_accuracy": 0.85,
+        "params_added": 1234,
+        "examples_per_second": 950.5,
+        "step_seconds": 0.02,
+    },
     {"event": "candidate", "generation": 1, "best_score": 0.9},
     {"event": "published", "checkpoint_seconds": 0.3, "no_forgetting_verified": True},
 ]
@@ -43,8 +50,11 @@ def test_metrics_are_served_over_http_with_the_task_label() -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         assert resp.status == 200
         text = resp.read().decode()
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-               for line in text.splitlines() if line and not line.startswith("#")}
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     label = '{task="private:x"}'
     assert samples[f"mutask_trainer_generation{label}"] == 1
     assert samples[f"mutask_trainer_generations{label}"] == 3
@@ -61,17 +71,24 @@ def test_metrics_are_served_over_http_with_the_task_label() -> None:
 def test_each_instance_has_its_own_registry() -> None:
     a, b = _fed("a"), TrainerMetrics("b")  # a second instance must not clash or share
     assert a.registry is not b.registry
-    assert a.registry.get_sample_value("mutask_trainer_candidates_trained_total",
-                                       {"task": "a"}) == 2
-    assert b.registry.get_sample_value("mutask_trainer_candidates_trained_total",
-                                       {"task": "a"}) is None
+    assert (
+        a.registry.get_sample_value("mutask_trainer_candidates_trained_total", {"task": "a"}) == 2
+    )
+    assert (
+        b.registry.get_sample_value("mutask_trainer_candidates_trained_total", {"task": "a"})
+        is None
+    )
 
 
 def test_forgetting_detected_sets_the_gauge_to_zero() -> None:
     metrics = _fed()
     metrics({"no_forgetting_verified": False})
-    assert metrics.registry.get_sample_value("mutask_trainer_no_forgetting_verified",
-                                             {"task": "digits"}) == 0
+    assert (
+        metrics.registry.get_sample_value(
+            "mutask_trainer_no_forgetting_verified", {"task": "digits"}
+        )
+        == 0
+    )
 
 
 def test_events_without_numbers_leave_the_gauges_alone() -> None:

@@ -191,7 +191,9 @@ def test_gc_deletes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
     assert report.kept == 2 and report.too_young == []
     assert report.bytes_freed == len(b"orphan")
     assert {o.key for o in store.objects.list("blobs/")} == {
-        f"blobs/{blobs['published']}.safetensors", f"blobs/{blobs['resume']}.safetensors"}
+        f"blobs/{blobs['published']}.safetensors",
+        f"blobs/{blobs['resume']}.safetensors",
+    }
 
 
 def test_gc_keeps_young_unreferenced_blobs(tmp_path: Path) -> None:

@@ -42,13 +42,23 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-def _train(model, trainable, *, hparams=HP, momentum=None, settings=ONE_STEP, bar=-math.inf,
-           score_fn=lambda q: q, **kw):
+def _train(
+    model,
+    trainable,
+    *,
+    hparams=HP,
+    momentum=None,
+    settings=ONE_STEP,
+    bar=-math.inf,
+    score_fn=lambda q: q,
+    **kw,
+):
     """train_candidate on a fixed batch, validated on that same batch."""
     batch = toy_data()
     momentum = momentum if momentum is not None else [{} for _ in trainable]
-    return train_candidate(model, trainable, momentum, hparams, forever(batch), batch,
-                           score_fn, bar, settings, **kw)
+    return train_candidate(
+        model, trainable, momentum, hparams, forever(batch), batch, score_fn, bar, settings, **kw
+    )
 
 
 def _flat(modules: list[nn.Module]) -> torch.Tensor:
@@ -130,8 +140,9 @@ def test_frozen_modules_stay_bit_identical_and_get_no_grad() -> None:
 def test_inherited_momentum_enters_the_first_update() -> None:
     """Step 1 with SGD momentum mu: delta = -lr * (mu * inherited + grad)."""
     deltas = []
-    inherited = [{k: torch.full_like(p, 0.5) for k, p in m.named_parameters()}
-                 for m in toy_model()[1]]
+    inherited = [
+        {k: torch.full_like(p, 0.5) for k, p in m.named_parameters()} for m in toy_model()[1]
+    ]
     zeros = [{k: torch.zeros_like(t) for k, t in d.items()} for d in inherited]
     for momentum in (inherited, zeros):
         model, trainable, _ = toy_model()
@@ -153,8 +164,17 @@ def test_gradients_are_clipped_to_global_norm_one() -> None:
         model, trainable, _ = toy_model()
         before = _flat(trainable)
         settings = TrainSettings(rounds=1, steps_per_round=1, clip_norm=clip)
-        train_candidate(model, trainable, [{}, {}], hp, forever((x * 1e4, y)), (x, y),
-                        lambda q: q, -math.inf, settings)
+        train_candidate(
+            model,
+            trainable,
+            [{}, {}],
+            hp,
+            forever((x * 1e4, y)),
+            (x, y),
+            lambda q: q,
+            -math.inf,
+            settings,
+        )
         norms[clip] = float((_flat(trainable) - before).norm())
     assert norms[1.0] == pytest.approx(10.0, rel=1e-3)  # lr * 1.0
     assert norms[0.0] > 100 * norms[1.0]  # unclipped, the same step is far larger
@@ -165,9 +185,14 @@ def test_best_round_at_or_above_the_bar_is_restored_at_the_end() -> None:
     scores = iter([0.5, 0.9, 0.3])  # round 2 is best, round 3 is worse
     after_step: dict[int, list[dict[str, torch.Tensor]]] = {}
     settings = TrainSettings(rounds=3, steps_per_round=2)
-    result, _ = _train(model, trainable, settings=settings, bar=0.6,
-                       score_fn=lambda _q: next(scores),
-                       on_step=lambda s: after_step.__setitem__(s, snapshot(trainable)))
+    result, _ = _train(
+        model,
+        trainable,
+        settings=settings,
+        bar=0.6,
+        score_fn=lambda _q: next(scores),
+        on_step=lambda s: after_step.__setitem__(s, snapshot(trainable)),
+    )
     assert [r.snapshot for r in result.rounds] == [False, True, False]
     assert result.score == 0.9 and result.quality == result.rounds[1].quality
     assert same_state(snapshot(trainable), after_step[4])  # end of round 2
@@ -183,8 +208,13 @@ def test_score_equal_to_the_bar_counts_as_improved() -> None:
 def test_no_round_reaching_the_bar_gives_no_quality_and_the_inherited_momentum() -> None:
     model, trainable, _ = toy_model()
     inherited = [{"weight": torch.ones_like(m.weight)} for m in trainable]
-    result, momentum = _train(model, trainable, momentum=inherited, bar=2.0,
-                              settings=TrainSettings(rounds=2, steps_per_round=2))
+    result, momentum = _train(
+        model,
+        trainable,
+        momentum=inherited,
+        bar=2.0,
+        settings=TrainSettings(rounds=2, steps_per_round=2),
+    )
     assert result.quality is None and result.score is None and not result.improved
     assert [r.snapshot for r in result.rounds] == [False, False]
     assert same_state(momentum, inherited)
@@ -209,8 +239,13 @@ def test_should_stop_raises_interrupted_after_the_current_step() -> None:
     model, trainable, _ = toy_model()
     steps: list[int] = []
     with pytest.raises(Interrupted):
-        _train(model, trainable, settings=TrainSettings(rounds=2, steps_per_round=5),
-               on_step=steps.append, should_stop=lambda: len(steps) >= 3)
+        _train(
+            model,
+            trainable,
+            settings=TrainSettings(rounds=2, steps_per_round=5),
+            on_step=steps.append,
+            should_stop=lambda: len(steps) >= 3,
+        )
     assert steps == [1, 2, 3]
 
 

@@ -82,11 +82,24 @@ def rooted_system() -> System:
         for name, cid in root.components:
             if name in own:
                 classes = 10 if name == "head" else 0
-                comp = Component(f"{task}~1/{name}", name,
-                                 SHAPE.component_params(name, num_classes=classes), classes)
+                comp = Component(
+                    f"{task}~1/{name}",
+                    name,
+                    SHAPE.component_params(name, num_classes=classes),
+                    classes,
+                )
                 system.add_components([comp])
                 cid = comp.id
             refs.append((name, cid))
-        system.retain(Path(f"{task}~1", task, {"num_layers": 2}, tuple(refs),
-                           parent=root.id, quality=0.75, score=0.7))
+        system.retain(
+            Path(
+                f"{task}~1",
+                task,
+                {"num_layers": 2},
+                tuple(refs),
+                parent=root.id,
+                quality=0.75,
+                score=0.7,
+            )
+        )
     return system

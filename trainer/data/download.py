@@ -35,7 +35,12 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch_verified(
-    url: str, dest: Path, sha256: str, *, task: str = "?", field: str = "dataset.source",
+    url: str,
+    dest: Path,
+    sha256: str,
+    *,
+    task: str = "?",
+    field: str = "dataset.source",
     timeout: float = 60.0,
 ) -> Path:
     """Download ``url`` (http, https or file) to ``dest`` unless a verified copy is there.
@@ -59,7 +64,9 @@ def fetch_verified(
                 out.write(block)
         if digest.hexdigest() != sha256:
             raise DatasetError(
-                task, field, url,
+                task,
+                field,
+                url,
                 f"checksum mismatch: sha256 {digest.hexdigest()} != expected {sha256}",
             )
         os.replace(tmp, dest)
@@ -79,9 +86,7 @@ def split_gs_uri(uri: str, *, task: str = "?", field: str = "dataset.source") ->
     return parsed.netloc, name
 
 
-def fetch_gcs(
-    uri: str, cache_dir: Path, *, task: str = "?", field: str = "dataset.source"
-) -> Path:
+def fetch_gcs(uri: str, cache_dir: Path, *, task: str = "?", field: str = "dataset.source") -> Path:
     """Download a ``gs://`` object into ``cache_dir`` (keyed by its generation); reuse hits.
 
     Honours ``STORAGE_EMULATOR_HOST`` (anonymous credentials against an emulator).
@@ -92,7 +97,9 @@ def fetch_gcs(
         from google.cloud import storage
     except ImportError as err:
         raise DatasetError(
-            task, field, uri,
+            task,
+            field,
+            uri,
             "reading gs:// needs google-cloud-storage (pip install mutask[trainer])",
         ) from err
     try:

@@ -42,7 +42,9 @@ def read_idx(path: Path, *, task: str = "?", field: str = "dataset.source") -> n
     size = int(np.prod(dims))
     if len(raw) - header != size:
         raise DatasetError(
-            task, field, str(path),
+            task,
+            field,
+            str(path),
             f"idx payload has {len(raw) - header} bytes, header says {dims} = {size}",
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
@@ -72,7 +74,11 @@ def find_idx_files(folder: Path) -> dict[str, dict[str, Path]]:
 
 
 def load_idx_folder(
-    folder: Path, *, name: str, task: str = "?", field: str = "dataset.source",
+    folder: Path,
+    *,
+    name: str,
+    task: str = "?",
+    field: str = "dataset.source",
     num_classes: int | None = None,
 ) -> Source:
     """Load every complete images/labels pair of a folder of idx files as a ``Source``."""
@@ -88,13 +94,17 @@ def load_idx_folder(
             )
         images = read_idx(pair["images"], task=task, field=field)
         labels = read_idx(pair["labels"], task=task, field=field)
-        splits[split] = make_split(images, labels, task=task, field=field,
-                                   where=str(pair["images"]))
+        splits[split] = make_split(
+            images, labels, task=task, field=field, where=str(pair["images"])
+        )
     if not splits:
         raise DatasetError(
-            task, field, str(folder),
+            task,
+            field,
+            str(folder),
             "no idx files found (expected e.g. train-images-idx3-ubyte.gz and "
             "train-labels-idx1-ubyte.gz)",
         )
-    return make_source(name, splits, task=task, field=field, origin=str(folder),
-                       num_classes=num_classes)
+    return make_source(
+        name, splits, task=task, field=field, origin=str(folder), num_classes=num_classes
+    )

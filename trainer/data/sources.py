@@ -32,7 +32,10 @@ FIELD = "dataset.source"
 
 
 def load_source(
-    source: str, *, task: str = "?", cache_dir: Path | None = None,
+    source: str,
+    *,
+    task: str = "?",
+    cache_dir: Path | None = None,
     cache: SourceCache | None = None,
 ) -> Source:
     """Load ``source`` (see module doc); through ``cache`` when one is given."""
@@ -56,7 +59,9 @@ def load_source(
     if scheme == "" and ("/" in source or "." in source):
         return load_path(Path(source).expanduser(), origin=source, task=task)
     raise DatasetError(
-        task, FIELD, source,
+        task,
+        FIELD,
+        source,
         f"unknown source: not a built-in ({', '.join(BUILTIN_SOURCES)}), and not a path, "
         "file:// or gs:// URI",
     )
@@ -91,7 +96,9 @@ def load_npz(path: Path, *, origin: str, task: str = "?") -> Source:
         pairs["train"] = ("images", "labels")
     if not pairs:
         raise DatasetError(
-            task, FIELD, origin,
+            task,
+            FIELD,
+            origin,
             f"missing arrays: expected x_train/y_train[/x_test/y_test] or images/labels, "
             f"found {sorted(arrays)}",
         )
@@ -101,8 +108,9 @@ def load_npz(path: Path, *, origin: str, task: str = "?") -> Source:
             raise DatasetError(
                 task, FIELD, origin, f"missing arrays: {x_key!r} has no {y_key!r} beside it"
             )
-        splits[split] = make_split(arrays[x_key], arrays[y_key], task=task, field=FIELD,
-                                   where=f"{origin}:{x_key}")
+        splits[split] = make_split(
+            arrays[x_key], arrays[y_key], task=task, field=FIELD, where=f"{origin}:{x_key}"
+        )
     stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.name
     return make_source(stem, splits, task=task, field=FIELD, origin=origin)
 

@@ -17,9 +17,7 @@ import numpy as np
 from mutask.trainer.data.arrays import ImageSplit, Source
 from mutask.trainer.data.errors import DatasetError
 
-_PART = re.compile(
-    r"^(?P<base>[A-Za-z0-9_-]+)(?:\[(?P<start>[^\]:]*):(?P<stop>[^\]:]*)\])?$"
-)
+_PART = re.compile(r"^(?P<base>[A-Za-z0-9_-]+)(?:\[(?P<start>[^\]:]*):(?P<stop>[^\]:]*)\])?$")
 _BOUND = re.compile(r"^(?P<num>-?\d+(?:\.\d+)?)(?P<pct>%?)$")
 
 
@@ -72,22 +70,27 @@ def _parse_bound(text: str, spec: str, task: str, field: str) -> Bound | None:
 def parse_split(spec: str, *, task: str = "?", field: str = "split") -> tuple[SplitSlice, ...]:
     """Parse a TFDS split spec into its slices; a malformed spec raises ``DatasetError``."""
     if not isinstance(spec, str) or not spec.strip():
-        raise DatasetError(task, field, spec,
-                           "a split spec is a non-empty string like 'train[:90%]'")
+        raise DatasetError(
+            task, field, spec, "a split spec is a non-empty string like 'train[:90%]'"
+        )
     slices: list[SplitSlice] = []
     for part in spec.split("+"):
         match = _PART.match(part.strip())
         if match is None:
             raise DatasetError(
-                task, field, spec,
+                task,
+                field,
+                spec,
                 f"bad split {part.strip()!r}: use NAME or NAME[START:STOP], e.g. train[:95%], "
                 "test[:1000], joined by '+'",
             )
-        slices.append(SplitSlice(
-            match["base"],
-            _parse_bound(match["start"] or "", spec, task, field),
-            _parse_bound(match["stop"] or "", spec, task, field),
-        ))
+        slices.append(
+            SplitSlice(
+                match["base"],
+                _parse_bound(match["start"] or "", spec, task, field),
+                _parse_bound(match["stop"] or "", spec, task, field),
+            )
+        )
     return tuple(slices)
 
 
@@ -99,7 +102,9 @@ def resolve_split(
     for piece in parse_split(spec, task=task, field=field):
         if piece.base not in source.splits:
             raise DatasetError(
-                task, field, spec,
+                task,
+                field,
+                spec,
                 f"source {source.name!r} has no base split {piece.base!r} (it has "
                 f"{sorted(source.splits)}); slice an existing one, e.g. train[95%:]",
             )
@@ -124,9 +129,7 @@ def select_split(source: Source, spec: str, task: str = "?", *, field: str = "sp
     )
 
 
-def overlap(
-    a: list[tuple[str, range]], b: list[tuple[str, range]]
-) -> tuple[str, range] | None:
+def overlap(a: list[tuple[str, range]], b: list[tuple[str, range]]) -> tuple[str, range] | None:
     """The first (base split, shared index range) between two resolved specs, or None."""
     for base_a, range_a in a:
         for base_b, range_b in b:

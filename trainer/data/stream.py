@@ -70,7 +70,7 @@ class BatchStream:
                 self.position = 0
                 self._order = self._new_order()
             take = min(needed, self.num_examples - self.position)
-            parts.append(self._order[self.position:self.position + take])
+            parts.append(self._order[self.position : self.position + take])
             self.position += take
             needed -= take
         return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -20,14 +20,16 @@ from mutask.trainer.data.errors import DatasetError
 from mutask.trainer.data.sources import SourceCache, load_source
 from mutask.trainer.data.splits import overlap, resolve_split, select_split
 
-TRANSFORMS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType({
-    "rot90": lambda x: np.rot90(x, k=1, axes=(1, 2)),
-    "rot180": lambda x: np.rot90(x, k=2, axes=(1, 2)),
-    "flip_lr": lambda x: x[:, :, ::-1],
-    "flip_ud": lambda x: x[:, ::-1],
-    "transpose": lambda x: np.swapaxes(x, 1, 2),
-    "invert": lambda x: 255 - x,
-})
+TRANSFORMS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType(
+    {
+        "rot90": lambda x: np.rot90(x, k=1, axes=(1, 2)),
+        "rot180": lambda x: np.rot90(x, k=2, axes=(1, 2)),
+        "flip_lr": lambda x: x[:, :, ::-1],
+        "flip_ud": lambda x: x[:, ::-1],
+        "transpose": lambda x: np.swapaxes(x, 1, 2),
+        "invert": lambda x: 255 - x,
+    }
+)
 _SPLIT_FIELDS = ("train", "validation", "test")
 
 
@@ -52,17 +54,24 @@ class TaskData:
 def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None) -> TaskData:
     """Load, split and derive the data of ``task`` as ``cfg`` describes."""
     if cfg.labels is not None and cfg.label_map is not None:
-        raise DatasetError(task, "dataset.labels", cfg.labels,
-                           "use either labels or label_map, not both")
+        raise DatasetError(
+            task, "dataset.labels", cfg.labels, "use either labels or label_map, not both"
+        )
     if cfg.transform is not None and cfg.transform not in TRANSFORMS:
-        raise DatasetError(task, "dataset.transform", cfg.transform,
-                           f"unknown transform (known: {sorted(TRANSFORMS)})")
+        raise DatasetError(
+            task,
+            "dataset.transform",
+            cfg.transform,
+            f"unknown transform (known: {sorted(TRANSFORMS)})",
+        )
     if cfg.max_train_examples is not None and (
-        isinstance(cfg.max_train_examples, bool) or not isinstance(cfg.max_train_examples, int)
+        isinstance(cfg.max_train_examples, bool)
+        or not isinstance(cfg.max_train_examples, int)
         or cfg.max_train_examples < 1
     ):
-        raise DatasetError(task, "dataset.max_train_examples", cfg.max_train_examples,
-                           "must be an integer >= 1")
+        raise DatasetError(
+            task, "dataset.max_train_examples", cfg.max_train_examples, "must be an integer >= 1"
+        )
     source = load_source(cfg.source, task=task, cache=cache)
     specs = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
     ranges = {
@@ -74,7 +83,9 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
         if shared is not None:
             base, rng = shared
             raise DatasetError(
-                task, f"dataset.{first}_split", specs[first],
+                task,
+                f"dataset.{first}_split",
+                specs[first],
                 f"overlaps dataset.{second}_split={specs[second]!r} on base split {base!r} "
                 f"(examples {rng.start}..{rng.stop - 1}); the {first} and {second} examples "
                 "must be disjoint, e.g. train[:90%] / train[90%:] / test",
@@ -87,16 +98,19 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
         if lut is not None:
             split = relabel(split, lut)
             if len(split) == 0:
-                raise DatasetError(task, field, specs[name],
-                                   "no examples of the selected classes in this split")
+                raise DatasetError(
+                    task, field, specs[name], "no examples of the selected classes in this split"
+                )
         if cfg.transform is not None:
-            split = ImageSplit(np.ascontiguousarray(TRANSFORMS[cfg.transform](split.images)),
-                               split.labels)
+            split = ImageSplit(
+                np.ascontiguousarray(TRANSFORMS[cfg.transform](split.images)), split.labels
+            )
         splits[name] = split
     if cfg.max_train_examples is not None:
         splits["train"] = splits["train"].take(slice(0, cfg.max_train_examples))
-    return TaskData(task, splits["train"], splits["validation"], splits["test"],
-                    num_classes, source.name)
+    return TaskData(
+        task, splits["train"], splits["validation"], splits["test"], num_classes, source.name
+    )
 
 
 def class_table(task: str, cfg: DatasetConfig, source: Source) -> tuple[np.ndarray | None, int]:
@@ -109,9 +123,12 @@ def class_table(task: str, cfg: DatasetConfig, source: Source) -> tuple[np.ndarr
         lut = np.full(n, -1, dtype=np.int64)
         for new, old in enumerate(labels):
             if isinstance(old, bool) or not isinstance(old, int) or not 0 <= old < n:
-                raise DatasetError(task, "dataset.labels", labels,
-                                   f"label {old} is out of range (source {source.name!r} "
-                                   f"has {n} classes)")
+                raise DatasetError(
+                    task,
+                    "dataset.labels",
+                    labels,
+                    f"label {old} is out of range (source {source.name!r} has {n} classes)",
+                )
             if lut[old] >= 0:
                 raise DatasetError(task, "dataset.labels", labels, f"label {old} is repeated")
             lut[old] = new
@@ -125,21 +142,33 @@ def class_table(task: str, cfg: DatasetConfig, source: Source) -> tuple[np.ndarr
             try:
                 old = int(key)
             except (TypeError, ValueError):
-                raise DatasetError(task, "dataset.label_map", mapping,
-                                   f"key {key!r} is not a class number") from None
+                raise DatasetError(
+                    task, "dataset.label_map", mapping, f"key {key!r} is not a class number"
+                ) from None
             if not 0 <= old < n:
-                raise DatasetError(task, "dataset.label_map", mapping,
-                                   f"label {old} is out of range (source {source.name!r} "
-                                   f"has {n} classes)")
+                raise DatasetError(
+                    task,
+                    "dataset.label_map",
+                    mapping,
+                    f"label {old} is out of range (source {source.name!r} has {n} classes)",
+                )
             if isinstance(new, bool) or not isinstance(new, int) or new < 0:
-                raise DatasetError(task, "dataset.label_map", mapping,
-                                   f"target {new!r} of class {key!r} must be an integer >= 0")
+                raise DatasetError(
+                    task,
+                    "dataset.label_map",
+                    mapping,
+                    f"target {new!r} of class {key!r} must be an integer >= 0",
+                )
             lut[old] = new
         targets = sorted(set(mapping.values()))
         if targets != list(range(len(targets))):
             missing = sorted(set(range(max(targets) + 1)) - set(targets))
-            raise DatasetError(task, "dataset.label_map", mapping,
-                               f"targets must be dense 0..{max(targets)}; missing {missing}")
+            raise DatasetError(
+                task,
+                "dataset.label_map",
+                mapping,
+                f"targets must be dense 0..{max(targets)}; missing {missing}",
+            )
         return lut, len(targets)
     return None, n
 

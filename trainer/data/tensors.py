@@ -29,13 +29,18 @@ def prepare(
         raise ValueError(f"images must have 1 or 3 channels, got shape {split.images.shape}")
     out = torch.empty((n, 3, image_size, image_size), dtype=torch.float32, device=device)
     for start in range(0, n, _CHUNK):
-        chunk = torch.from_numpy(np.array(split.images[start:start + _CHUNK]))
+        chunk = torch.from_numpy(np.array(split.images[start : start + _CHUNK]))
         x = chunk.to(device).permute(0, 3, 1, 2).to(torch.float32)
         if (h, w) != (image_size, image_size):
-            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
-                              antialias=True, align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(image_size, image_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
         x = (x / 127.5 - 1.0).clamp_(-1.0, 1.0)
-        out[start:start + _CHUNK] = x.expand(-1, 3, -1, -1)
+        out[start : start + _CHUNK] = x.expand(-1, 3, -1, -1)
     labels = torch.from_numpy(np.array(split.labels, dtype=np.int64)).to(device)
     return out, labels
 
@@ -49,4 +54,4 @@ def eval_batches(
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
     for start in range(0, images.shape[0], batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
+        yield images[start : start + batch_size], labels[start : start + batch_size]

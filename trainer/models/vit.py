@@ -222,8 +222,7 @@ class PathModel(nn.Module):
         expected = architecture(len(blocks), adapters)
         if list(names) != expected:
             raise ValueError(
-                f"components are not in architecture order: got {list(names)}, "
-                f"expected {expected}"
+                f"components are not in architecture order: got {list(names)}, expected {expected}"
             )
         self._names = names
         self._index = {name: i for i, name in enumerate(names)}

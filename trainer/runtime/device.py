@@ -135,8 +135,6 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cpus)
 
 
-
-
 def requested_cpus(env: Mapping[str, str]) -> int | None:
     """The pod's CPU request in whole CPUs from ``MUTASK_TRAINER_CPUS``, if set and valid.
 

