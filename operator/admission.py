@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mutask.operator import api
+from mutask.operator.conditions import current_state
+from mutask.operator.spec import IntroductionSpec
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Peer:
 
     name: str
     task: str
-    phase: str = api.PENDING
+    state: str = api.PENDING  # read from its conditions
     created: str = ""
     suspended: bool = False
     progress: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -36,19 +38,17 @@ class Peer:
     @property
     def waiting(self) -> bool:
         """Wants to run but has no active Job (pending, queued)."""
-        return not self.suspended and self.phase not in api.ACTIVE | api.TERMINAL | {api.SUSPENDED}
+        return not self.suspended and self.state not in api.ACTIVE | api.TERMINAL | {api.SUSPENDED}
 
 
-def peer_from_body(body: Mapping[str, Any]) -> Peer:
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
+def peer_of(intro: IntroductionSpec, status: Mapping[str, Any]) -> Peer:
+    """The peer view of a parsed introduction and its current status."""
     return Peer(
-        name=str(meta.get("name", "")),
-        task=str(spec.get("task", "")),
-        phase=str(status.get("phase") or api.PENDING),
-        created=str(meta.get("creationTimestamp", "")),
-        suspended=bool(spec.get("suspend", False)),
+        name=intro.ref.name,
+        task=intro.task,
+        state=current_state(status),
+        created=intro.ref.created,
+        suspended=intro.suspend,
         progress=dict(status.get("progress") or {}),
         completion_time=status.get("completionTime"),
     )
@@ -57,7 +57,7 @@ def peer_from_body(body: Mapping[str, Any]) -> Peer:
 def admit(me: Peer, peers: Iterable[Peer], max_concurrent: int) -> tuple[bool, str]:
     """May ``me`` start a trainer now? Returns (admitted, why-not message)."""
     others = [p for p in peers if p.name != me.name]
-    active = [p for p in others if p.phase in api.ACTIVE]
+    active = [p for p in others if p.state in api.ACTIVE]
     for p in active:
         if p.task == me.task:
             return (
@@ -107,8 +107,8 @@ class Claims:
         seen: set[str] = set()
         for p in peers:
             seen.add(p.name)
-            if p.name in claimed and p.phase not in api.ACTIVE | api.TERMINAL:
-                p = Peer(p.name, p.task, api.ACCEPTED, p.created, p.suspended, p.progress)
+            if p.name in claimed and p.state not in api.ACTIVE | api.TERMINAL:
+                p = replace(p, state=api.ACCEPTED)
             out.append(p)
         for name, (task, _) in claimed.items():
             if name not in seen:

@@ -1,4 +1,4 @@
-"""The operator's own vocabulary: labels, GKE node keys, condition reasons and phases.
+"""The operator's own vocabulary: labels, GKE node keys, condition types and reasons.
 
 Nothing here talks to Kubernetes; it is the vocabulary of the CRDs in manifests/crds.
 """
@@ -28,7 +28,8 @@ GKE_SPOT: Final = "cloud.google.com/gke-spot"
 TPU_RESOURCE: Final = "google.com/tpu"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
-# Phases (= reason of the current condition). Condition types carry the same names.
+# TaskIntroduction condition types. One of QUEUED..SUSPENDED is True at a time (the "state",
+# printed as status.phase); ACCEPTED alone means the Job exists; PENDING: no condition yet.
 PENDING: Final = "Pending"
 ACCEPTED: Final = "Accepted"
 QUEUED: Final = "Queued"
@@ -37,7 +38,7 @@ SUCCEEDED: Final = "Succeeded"
 FAILED: Final = "Failed"
 SUSPENDED: Final = "Suspended"
 NO_FORGETTING: Final = "NoForgettingVerified"
-PHASES: Final = (ACCEPTED, QUEUED, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
+STATES: Final = (ACCEPTED, QUEUED, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
 TERMINAL: Final = frozenset({SUCCEEDED, FAILED})
 ACTIVE: Final = frozenset({ACCEPTED, RUNNING})
 

@@ -1,18 +1,17 @@
-"""The operator's runtime context: settings, API access, storage prober, admission claims,
-index views and per-object locks, bundled so that reconcilers are plain functions.
+"""What the reconcilers share: settings, API access, storage prober, admission claims, a clock;
+and the read-only views of kopf's indexes that one handler call passes in.
 """
 
 from __future__ import annotations
 
 import datetime
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mutask.operator.admission import Claims, Peer
 from mutask.operator.kube import Kube
-from mutask.operator.settings import OperatorSettings
+from mutask.operator.settings import Settings
 from mutask.operator.storage import StorageProber
 
 
@@ -20,40 +19,33 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class KeyedLocks:
-    """One lock per object key so that a resync and a watch event never reconcile it at once."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, ...], threading.Lock] = {}
-
-    @contextmanager
-    def hold(self, key: tuple[str, ...]) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            yield
-
-    def forget(self, key: tuple[str, ...]) -> None:
-        with self._guard:
-            self._locks.pop(key, None)
-
-
-def _no_peers(namespace: str, system: str) -> list[Peer]:
-    return []
-
-
-def _no_preemptions(namespace: str, name: str) -> int:
-    return 0
-
-
 @dataclass
 class Context:
-    settings: OperatorSettings
+    """Built once at startup (handlers.startup) and kept in kopf's memo."""
+
+    settings: Settings
     kube: Kube
     prober: StorageProber = field(default_factory=StorageProber)
     claims: Claims = field(default_factory=Claims)
-    peers: Callable[[str, str], list[Peer]] = _no_peers
-    preemptions: Callable[[str, str], int] = _no_preemptions
-    locks: KeyedLocks = field(default_factory=KeyedLocks)
     clock: Callable[[], str] = utc_now
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """kopf's in-memory indexes (built from the watch streams) as the reconcilers read them.
+
+    ``peers``: (namespace, system) -> the system's introductions; ``preempted``: (namespace,
+    introduction) -> uids of its preempted trainer pods.
+    """
+
+    peers_index: Mapping[Any, Iterable[Peer]] = field(default_factory=dict)
+    preempted_index: Mapping[Any, Iterable[str]] = field(default_factory=dict)
+
+    def peers(self, namespace: str, system: str) -> list[Peer]:
+        return list(self.peers_index.get((namespace, system), []))
+
+    def preemptions(self, namespace: str, name: str) -> int:
+        return len(set(self.preempted_index.get((namespace, name), [])))
+
+    def all_peers(self) -> list[tuple[tuple[str, str], Peer]]:
+        return [(key, p) for key, store in list(self.peers_index.items()) for p in list(store)]

@@ -1,89 +1,65 @@
-"""kopf wiring: indexes, watch-event handlers and a periodic resync that calls the reconcilers.
+"""kopf wiring: indexes, watch-event handlers and timers that call the reconcilers.
 
-Only ``@kopf.on.event`` handlers and indexes are used: kopf then stores no handler progress
-and adds no finalizer (deleting an introduction cascades to its Job through ownerReferences;
-published weights are never touched). Level-based: every event, and every ``resync_seconds``
-for unfinished objects, re-reads the world and converges. Run with ``kopf run -m
-mutask.operator.handlers`` or ``mutask operator``.
+:func:`registry` registers everything on a fresh kopf registry (the timers' intervals come from
+the settings); ``main.operate`` runs it. No module state: the shared :class:`Context` lives in
+kopf's memo and the indexes arrive with each call.
+
+* Edges: events on TaskIntroductions, MultitaskSystems, trainer Jobs and their pods reconcile
+  the object concerned at once.
+* Levels: two kopf timers per MultitaskSystem re-check it (storage, root) and its unfinished
+  introductions and their Jobs, so nothing a missed event hid stays wrong for long.
+* TaskIntroductions get no kopf handler progress and no finalizer (deleting one cascades to its
+  Job through ownerReferences; published weights are never touched). kopf timers need a
+  finalizer on the object they run for, so MultitaskSystems carry ``mutask.dev/operator``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from mutask import contract
 from mutask.operator import api, metrics
-from mutask.operator.admission import Peer, peer_from_body
-from mutask.operator.context import Context
+from mutask.operator.admission import Peer, peer_of
+from mutask.operator.context import Context, Indexes
 from mutask.operator.kube import Kube, load_client_config
-from mutask.operator.reconcile import reconcile_introduction
-from mutask.operator.settings import OperatorSettings
-from mutask.operator.system import reconcile_system
+from mutask.operator.objects import introduction_of, is_preempted, meta
+from mutask.operator.reconcile import reconcile_introduction, reconcile_system
+from mutask.operator.settings import Settings
+from mutask.operator.spec import parse_introduction
 
 log = logging.getLogger(__name__)
 MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
+TI = (contract.GROUP, contract.VERSION, contract.TI_PLURAL)
+MTS = (contract.GROUP, contract.VERSION, contract.MTS_PLURAL)
 
 
-@dataclass
-class Options:
-    """Process options set by ``main.run`` (or from env when run through ``kopf run``)."""
-
-    metrics_port: int = 8080
-    server_timeout: float = 300.0
-    client_timeout: float = 330.0
-    connect_timeout: float = 10.0
-    max_workers: int = 16
-
-    @classmethod
-    def from_env(cls) -> Options:
-        env = os.environ
-        return cls(
-            metrics_port=int(env.get("MUTASK_OPERATOR_METRICS_PORT", "8080")),
-            server_timeout=float(env.get("MUTASK_OPERATOR_WATCH_SERVER_TIMEOUT", "300")),
-            client_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CLIENT_TIMEOUT", "330")),
-            connect_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CONNECT_TIMEOUT", "10")),
-            max_workers=int(env.get("MUTASK_OPERATOR_MAX_WORKERS", "16")),
-        )
-
-
-OPTIONS: Options | None = None  # None: read the environment at startup
+def registry(settings: Settings) -> kopf.OperatorRegistry:
+    """Every handler of the operator, on a registry of its own."""
+    reg = kopf.OperatorRegistry()
+    kopf.on.login(registry=reg)(login)
+    kopf.on.startup(registry=reg)(startup)
+    kopf.on.probe(id="introductions", registry=reg)(probe_introductions)
+    kopf.index(*TI, id="peers_index", registry=reg)(peers_index)
+    kopf.index("pods", labels=MANAGED, id="preempted_index", registry=reg)(preempted_index)
+    kopf.on.event(*TI, registry=reg)(on_introduction)
+    kopf.on.event(*MTS, registry=reg)(on_system)
+    kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=reg)(on_job)
+    kopf.on.event("pods", labels=MANAGED, registry=reg)(on_pod)
+    kopf.timer(*MTS, id="recheck_introductions", interval=settings.resync_seconds, registry=reg)(
+        recheck_introductions
+    )
+    kopf.timer(*MTS, id="recheck_system", interval=settings.system_resync_seconds, registry=reg)(
+        recheck_system
+    )
+    return reg
 
 
-@dataclass
-class _State:
-    ctx: Context | None = None
-    ti_index: Mapping[Any, Any] = field(default_factory=dict)
-    pod_index: Mapping[Any, Any] = field(default_factory=dict)
-    systems: set[tuple[str, str]] = field(default_factory=set)
-    resync: asyncio.Task[None] | None = None
-
-
-STATE = _State()
-
-
-def _peers(namespace: str, system: str) -> list[Peer]:
-    return list(STATE.ti_index.get((namespace, system), []))
-
-
-def _preemptions(namespace: str, name: str) -> int:
-    return len(set(STATE.pod_index.get((namespace, name), [])))
-
-
-def context() -> Context:
-    if STATE.ctx is None:
-        raise kopf.TemporaryError("operator context not initialised yet", delay=1)
-    return STATE.ctx
-
-
-@kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     """Authenticate kopf exactly like the reconcilers' client (see kube.load_client_config)."""
     cfg = load_client_config()
@@ -105,191 +81,109 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    options = OPTIONS or Options.from_env()
-    settings.watching.server_timeout = options.server_timeout
-    settings.watching.client_timeout = options.client_timeout
-    settings.watching.connect_timeout = options.connect_timeout
-    settings.execution.max_workers = options.max_workers
-    settings.persistence.finalizer = f"{contract.GROUP}/operator"  # named, though none is needed
-    settings.posting.level = logging.WARNING
+async def startup(memo: kopf.Memo, **_: Any) -> None:
+    """Serve /metrics and build the reconcilers' context (kept in kopf's memo)."""
+    settings: Settings = memo["settings"]
     try:
-        metrics.serve(options.metrics_port)
+        metrics.serve(settings.metrics_port)
     except OSError as err:  # keep reconciling; the missing /metrics shows in monitoring
-        log.error("cannot serve metrics on port %s: %s", options.metrics_port, err)
-    STATE.ti_index, STATE.pod_index, STATE.systems = {}, {}, set()
+        log.error("cannot serve metrics on port %s: %s", settings.metrics_port, err)
     kube = await asyncio.get_running_loop().run_in_executor(None, Kube.from_environment)
-    STATE.ctx = Context(
-        settings=OperatorSettings.from_env(),
-        kube=kube,
-        peers=_peers,
-        preemptions=_preemptions,
-    )
-    STATE.resync = asyncio.create_task(_resync_forever())
+    memo["ctx"] = Context(settings=settings, kube=kube)
 
 
-@kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    if STATE.resync is not None:
-        STATE.resync.cancel()
-        STATE.resync = None
+def _ctx(memo: Mapping[str, Any]) -> Context:
+    ctx = memo.get("ctx")
+    if not isinstance(ctx, Context):
+        raise kopf.TemporaryError("operator context not initialised yet", delay=1)
+    return ctx
 
 
-@kopf.on.probe(id="introductions")
-def probe_introductions(**_: Any) -> dict[str, int]:
-    return dict(Counter(p.phase for store in STATE.ti_index.values() for p in store))
+def _indexes(kwargs: Mapping[str, Any]) -> Indexes:
+    return Indexes(kwargs.get("peers_index", {}), kwargs.get("preempted_index", {}))
 
 
-@kopf.index(contract.GROUP, contract.VERSION, contract.TI_PLURAL)
-def ti_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[tuple[str, str], Peer]:
-    namespace = namespace or ""
-    ref = (body.get("spec") or {}).get("systemRef") or {}
-    return {(namespace, str(ref.get("name", ""))): peer_from_body(body)}
+def probe_introductions(**kwargs: Any) -> dict[str, int]:
+    """/healthz detail: introductions per state."""
+    return dict(Counter(p.state for _, p in _indexes(kwargs).all_peers()))
 
 
-def is_preempted(pod: Mapping[str, Any]) -> bool:
-    """A failed trainer pod that was disrupted or exited 75 (checkpointed after SIGTERM)."""
-    st = pod.get("status") or {}
-    if st.get("phase") != "Failed":
-        return False
-    for cond in st.get("conditions") or []:
-        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
-            return True
-    for cs in st.get("containerStatuses") or []:
-        term = (cs.get("state") or {}).get("terminated") or {}
-        preempted = term.get("exitCode") == contract.ExitCode.PREEMPTED
-        if cs.get("name") == contract.CONTAINER_NAME and preempted:
-            return True
-    return False
+def peers_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], Peer]:
+    """TaskIntroductions by (namespace, system), as admission and the summary see them."""
+    intro = parse_introduction(body)
+    return {intro.system_key: peer_of(intro, body.get("status") or {})}
 
 
-def _owner_intro(obj: Mapping[str, Any]) -> str | None:
-    ann = (obj.get("metadata") or {}).get("annotations") or {}
-    name = ann.get(api.LABEL_INTRODUCTION)
-    return str(name) if name else None
-
-
-@kopf.index("pods", labels=MANAGED)
-def pod_index(
-    body: kopf.Body, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], str] | None:
-    namespace = namespace or ""
-    intro = _owner_intro(body)
+def preempted_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, str] | None:
+    """Preempted trainer pods by (namespace, introduction)."""
+    intro = introduction_of(body)
     if intro is None or not is_preempted(body):
         return None
-    return {
-        (namespace, intro): str(body.get("metadata", {}).get("uid") or body["metadata"]["name"])
-    }
+    return {(namespace or "", intro): str(meta(body).get("uid") or meta(body).get("name"))}
 
 
-def _remember(kwargs: Mapping[str, Any]) -> None:
-    if "ti_index" in kwargs:
-        STATE.ti_index = kwargs["ti_index"]
-    if "pod_index" in kwargs:
-        STATE.pod_index = kwargs["pod_index"]
+def _introduction(ctx: Context, idx: Indexes, namespace: str, name: str) -> None:
+    plan = reconcile_introduction(ctx, idx, namespace, name)
+    if plan is not None and plan.wakes is not None:
+        wake_waiting(ctx, idx, *plan.wakes)
 
 
-def _introduction(namespace: str, name: str) -> None:
-    ctx = context()
-    decision = reconcile_introduction(ctx, namespace, name)
-    if decision is not None and decision.freed:
-        ti = ctx.kube.get(
-            f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{namespace}/{contract.TI_PLURAL}/{name}"
-        )
-        system = ((ti or {}).get("spec") or {}).get("systemRef", {}).get("name")
-        if system:
-            wake_waiting(namespace, str(system))
-
-
-def wake_waiting(namespace: str, system: str) -> None:
+def wake_waiting(ctx: Context, idx: Indexes, namespace: str, system: str) -> None:
     """Re-run admission for the introductions waiting on a freed slot (oldest first)."""
-    ctx = context()
-    waiting = sorted((p for p in _peers(namespace, system) if p.waiting), key=lambda p: p.order)
+    waiting = sorted((p for p in idx.peers(namespace, system) if p.waiting), key=lambda p: p.order)
     for peer in waiting:
-        reconcile_introduction(ctx, namespace, peer.name)
-    reconcile_system(ctx, namespace, system)
+        reconcile_introduction(ctx, idx, namespace, peer.name)
+    reconcile_system(ctx, idx, namespace, system)
 
 
-@kopf.on.event(contract.GROUP, contract.VERSION, contract.TI_PLURAL)
 def on_introduction(
-    type: str, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    _remember(kwargs)
-    namespace = namespace or ""
+    ctx, idx, namespace = _ctx(memo), _indexes(kwargs), namespace or ""
     if type == "DELETED":
-        ref = (body.get("spec") or {}).get("systemRef") or {}
-        context().claims.release((namespace, str(ref.get("name", ""))), name)
-        context().locks.forget(("ti", namespace, name))
-        wake_waiting(namespace, str(ref.get("name", "")))
+        intro = parse_introduction(body)
+        ctx.claims.release(intro.system_key, name)
+        wake_waiting(ctx, idx, namespace, intro.system)
         return
-    _introduction(namespace, name)
+    _introduction(ctx, idx, namespace, name)
 
 
-@kopf.on.event(contract.GROUP, contract.VERSION, contract.MTS_PLURAL)
-def on_system(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
-    _remember(kwargs)
-    namespace = namespace or ""
+def on_system(type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx, idx, namespace = _ctx(memo), _indexes(kwargs), namespace or ""
     if type == "DELETED":
-        STATE.systems.discard((namespace, name))
         return
-    STATE.systems.add((namespace, name))
-    reconcile_system(context(), namespace, name)
-    if type in (None, "ADDED", "MODIFIED"):
-        waiting = [p for p in _peers(namespace, name) if p.waiting]
-        for peer in sorted(waiting, key=lambda p: p.order):
-            reconcile_introduction(context(), namespace, peer.name)
+    reconcile_system(ctx, idx, namespace, name)
+    waiting = [p for p in idx.peers(namespace, name) if p.waiting]
+    for peer in sorted(waiting, key=lambda p: p.order):
+        reconcile_introduction(ctx, idx, namespace, peer.name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def on_job(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    _remember(kwargs)
-    namespace = namespace or ""
-    intro = _owner_intro(body)
-    owners = (body.get("metadata") or {}).get("ownerReferences") or []
-    if any(o.get("kind") == contract.MTS_KIND for o in owners):
-        for owner in owners:
-            reconcile_system(context(), namespace, str(owner.get("name")))
-    elif intro:
-        _introduction(namespace, intro)
+def on_job(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx, idx, namespace = _ctx(memo), _indexes(kwargs), namespace or ""
+    owners = meta(body).get("ownerReferences") or []
+    systems = [str(o.get("name")) for o in owners if o.get("kind") == contract.MTS_KIND]
+    for system in systems:  # a root bootstrap Job
+        reconcile_system(ctx, idx, namespace, system)
+    intro = introduction_of(body)
+    if intro and not systems:
+        _introduction(ctx, idx, namespace, intro)
 
 
-@kopf.on.event("pods", labels=MANAGED)
-def on_pod(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
-    _remember(kwargs)
-    namespace = namespace or ""
-    intro = _owner_intro(body)
+def on_pod(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    intro = introduction_of(body)
     if intro and is_preempted(body):
-        _introduction(namespace, intro)
+        _introduction(_ctx(memo), _indexes(kwargs), namespace or "", intro)
 
 
-async def _resync_forever() -> None:
-    """Periodic level-based pass over unfinished introductions and all systems."""
-    loop = asyncio.get_running_loop()
-    ticks = 0
-    while True:
-        ctx = STATE.ctx
-        interval = ctx.settings.resync_seconds if ctx else 30.0
-        await asyncio.sleep(interval)
-        if ctx is None:
-            continue
-        ticks += 1
-        try:
-            stores = list(STATE.ti_index.items())
-            counts: Counter[str] = Counter()
-            for (namespace, _system), store in stores:
-                for peer in list(store):
-                    counts[peer.phase] += 1
-                    if peer.phase not in api.TERMINAL:
-                        await loop.run_in_executor(
-                            None, reconcile_introduction, ctx, namespace, peer.name
-                        )
-            metrics.set_phase_counts(counts)
-            every = max(1, round(ctx.settings.system_resync_seconds / max(interval, 0.001)))
-            if ticks % every == 0:
-                for namespace, name in sorted(STATE.systems):
-                    await loop.run_in_executor(None, reconcile_system, ctx, namespace, name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("resync pass failed; retrying at the next tick")
+def recheck_introductions(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Timer: re-read every unfinished introduction of this system (and its Job)."""
+    ctx, idx = _ctx(memo), _indexes(kwargs)
+    for peer in idx.peers(namespace or "", name):
+        if peer.state not in api.TERMINAL:
+            _introduction(ctx, idx, namespace or "", peer.name)
+    metrics.set_state_counts(Counter(p.state for _, p in idx.all_peers()))
+
+
+def recheck_system(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Timer: re-probe this system's storage and root, refresh its summary."""
+    reconcile_system(_ctx(memo), _indexes(kwargs), namespace or "", name)

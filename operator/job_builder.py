@@ -1,4 +1,4 @@
-"""Pure builder: (MultitaskSystem, TaskIntroduction, settings) -> the trainer ``batch/v1`` Job.
+"""Pure builder: (MultitaskSystem, TaskIntroduction) specs + settings -> the trainer Job.
 
 Covers GKE TPU and GPU node selection, spot VMs, Kueue, Workload Identity (the trainer
 ServiceAccount), the restricted Pod Security Standard, owner references and the
@@ -14,9 +14,9 @@ from urllib.parse import urlparse
 
 from mutask import contract
 from mutask.operator import api
-from mutask.operator.config_builder import _sub, resolve_accelerator
-from mutask.operator.objects import Obj, common_labels, job_name, meta, owner_reference, spec
-from mutask.operator.settings import OperatorSettings
+from mutask.operator.objects import common_labels, job_name, owner_reference
+from mutask.operator.settings import Settings
+from mutask.operator.spec import Accelerator, IntroductionSpec, SystemSpec
 
 STORE_VOLUME = "store"
 
@@ -47,25 +47,22 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def placement(
-    accel: Mapping[str, Any],
+    accel: Accelerator,
 ) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, Any]]:
-    """(nodeSelector, tolerations, extra device resources) for an accelerator block."""
+    """(nodeSelector, tolerations, extra device resources) for an accelerator."""
     selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     devices: dict[str, Any] = {}
-    kind = accel.get("type", "cpu")
-    if kind == "gpu":
-        gpu = _sub(accel, "gpu")
-        selector[api.GKE_ACCELERATOR] = str(gpu.get("type"))
-        devices[api.GPU_RESOURCE] = int(gpu.get("count", 1))
+    if accel.type == "gpu":
+        selector[api.GKE_ACCELERATOR] = str(accel.gpu_type)
+        devices[api.GPU_RESOURCE] = accel.gpu_count
         tolerations.append({"key": api.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    elif kind == "tpu":
-        tpu = _sub(accel, "tpu")
-        selector[api.GKE_TPU_ACCELERATOR] = str(tpu.get("accelerator"))
-        selector[api.GKE_TPU_TOPOLOGY] = str(tpu.get("topology"))
-        devices[api.TPU_RESOURCE] = int(tpu.get("chips", 4))
+    elif accel.type == "tpu":
+        selector[api.GKE_TPU_ACCELERATOR] = str(accel.tpu_accelerator)
+        selector[api.GKE_TPU_TOPOLOGY] = str(accel.tpu_topology)
+        devices[api.TPU_RESOURCE] = accel.tpu_chips
         tolerations.append({"key": api.TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    if accel.get("spot"):
+    if accel.spot:
         selector[api.GKE_SPOT] = "true"
         tolerations.append(
             {"key": api.GKE_SPOT, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
@@ -74,52 +71,48 @@ def placement(
 
 
 def container_resources(
-    intro: Obj, settings: OperatorSettings, devices: Mapping[str, Any]
+    intro: IntroductionSpec, settings: Settings, devices: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Requests/limits: settings defaults, then the introduction's, then device counts."""
-    own = _sub(spec(intro), "resources")
     requests: dict[str, Any] = {"cpu": settings.cpu_request, "memory": settings.memory_request}
     limits: dict[str, Any] = {"memory": settings.memory_limit}
-    requests.update(_sub(own, "requests"))
-    limits.update(_sub(own, "limits"))
+    requests.update(intro.resources.get("requests") or {})
+    limits.update(intro.resources.get("limits") or {})
     for key, count in devices.items():
         requests[key] = count
         limits[key] = count
     return {"requests": requests, "limits": limits}
 
 
-def store_volume(system: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def store_volume(system: SystemSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(volume, volumeMount) of a ``file://`` store's PersistentVolumeClaim, mounted at the path.
 
     Every trainer pod of the system (bootstrap and introductions) mounts the same claim, so the
     root one Job publishes is visible to the next. ``gs://`` stores need no volume (None).
     """
-    storage = _sub(spec(system), "storage")
-    parsed = urlparse(str(storage.get("uri", "")))
-    claim = _sub(storage, "persistentVolumeClaim").get("claimName")
-    if parsed.scheme != "file" or not claim:
+    parsed = urlparse(system.storage_uri)
+    if parsed.scheme != "file" or not system.claim_name:
         return None
     path = parsed.path.rstrip("/") or "/"
     return (
-        {"name": STORE_VOLUME, "persistentVolumeClaim": {"claimName": str(claim)}},
+        {"name": STORE_VOLUME, "persistentVolumeClaim": {"claimName": system.claim_name}},
         {"name": STORE_VOLUME, "mountPath": path},
     )
 
 
 def build_job(
-    system: Obj, intro: Obj, settings: OperatorSettings, *, bootstrap_root: bool = False
+    system: SystemSpec, intro: IntroductionSpec, settings: Settings, *, bootstrap_root: bool = False
 ) -> dict[str, Any]:
     """The trainer Job of ``intro`` (or of the system's root bootstrap)."""
-    m, i_spec = meta(intro), spec(intro)
-    name = job_name(str(m.get("name")))
-    namespace = m.get("namespace")
-    system_name = str(meta(system).get("name"))
-    task = str(i_spec.get("task", ""))
-    accel = resolve_accelerator(system, intro)
+    name = job_name(intro.ref.name)
+    namespace = intro.ref.namespace
+    system_name = system.ref.name
+    task = intro.task
+    accel = system.accelerator_of(intro)
     selector, tolerations, devices = placement(accel)
-    queue = i_spec.get("queueName")
+    queue = intro.queue_name
 
-    labels = common_labels(system_name, task, str(m.get("name")))
+    labels = common_labels(system_name, task, intro.ref.name)
     labels.update(settings.extra_labels)
     job_labels = dict(labels)
     if queue:
@@ -142,8 +135,8 @@ def build_job(
         },
     ]
     if not bootstrap_root:
-        env.insert(0, {"name": contract.ENV_INTRODUCTION, "value": f"{namespace}/{m.get('name')}"})
-    if accel.get("type") == "tpu":
+        env.insert(0, {"name": contract.ENV_INTRODUCTION, "value": f"{namespace}/{intro.ref.name}"})
+    if accel.type == "tpu":
         env.append({"name": "PJRT_DEVICE", "value": "TPU"})
 
     mounts = [
@@ -154,7 +147,7 @@ def build_job(
         {"name": "config", "configMap": {"name": name}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    if accel.get("type") in ("gpu", "tpu"):
+    if accel.type in ("gpu", "tpu"):
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     store = store_volume(system)
@@ -164,7 +157,7 @@ def build_job(
 
     container: dict[str, Any] = {
         "name": contract.CONTAINER_NAME,
-        "image": i_spec.get("image") or settings.image_for(str(accel.get("type", "cpu"))),
+        "image": intro.image or settings.image_for(accel.type),
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mutask"],
         "args": [
@@ -172,10 +165,10 @@ def build_job(
             "--config",
             f"{contract.CONFIG_DIR}/{contract.CONFIG_FILE}",
             "--metrics-port",
-            str(settings.metrics_port),
+            str(settings.trainer_metrics_port),
         ],
         "env": env,
-        "ports": [{"name": "metrics", "containerPort": settings.metrics_port}],
+        "ports": [{"name": "metrics", "containerPort": settings.trainer_metrics_port}],
         "resources": container_resources(intro, settings, devices),
         "volumeMounts": mounts,
         "securityContext": {
@@ -205,10 +198,10 @@ def build_job(
     if tolerations:
         pod_spec["tolerations"] = tolerations
 
-    owner = system if bootstrap_root else intro
+    owner = system.ref if bootstrap_root else intro.ref
     annotations = {api.ANNOTATION_TASK: task}
     if not bootstrap_root:
-        annotations[api.LABEL_INTRODUCTION] = str(m.get("name"))
+        annotations[api.LABEL_INTRODUCTION] = intro.ref.name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -221,7 +214,7 @@ def build_job(
         },
         "spec": {
             # Kueue admits a queued Job by unsuspending it; otherwise follow spec.suspend.
-            "suspend": bool(queue) or bool(i_spec.get("suspend", False)),
+            "suspend": bool(queue) or intro.suspend,
             "backoffLimit": settings.backoff_limit,
             "completions": 1,
             "parallelism": 1,

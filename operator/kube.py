@@ -57,6 +57,14 @@ def core_path(namespace: str, plural: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
+def path_of(kind: str, namespace: str, name: str = "") -> str:
+    """The REST path of one of the objects the operator handles (or their collection)."""
+    if kind == "ConfigMap":
+        return core_path(namespace, "configmaps", name)
+    paths = {contract.TI_KIND: ti_path, contract.MTS_KIND: mts_path, "Job": job_path}
+    return paths[kind](namespace, name)
+
+
 def load_client_config() -> client.Configuration:
     """Load in-cluster credentials, else the kubeconfig named by $KUBECONFIG (read now, not at
     import time as the client's default does), else ~/.kube/config."""
@@ -139,6 +147,26 @@ class Kube:
                 return None
             raise
         return result if isinstance(result, dict) else None
+
+    def commit_status(
+        self, path: str, changes: Mapping[str, Any], resource_version: str | None
+    ) -> bool:
+        """Merge-patch ``status`` if the object is still at ``resource_version``.
+
+        False on 409 Conflict (someone wrote the object since it was read: the write that
+        conflicted brings a watch event, and with it a fresh reconcile) or 404 (it is gone).
+        """
+        body: dict[str, Any] = {"status": dict(changes)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            self.request("PATCH", f"{path}/status", body, content_type=MERGE)
+        except KubeError as err:
+            if err.status in (404, 409):
+                log.debug("status of %s not written (%s)", path, err.status)
+                return False
+            raise
+        return True
 
     def delete(self, path: str, propagation: str = "Background") -> bool:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}

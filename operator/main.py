@@ -1,72 +1,71 @@
-"""``mutask operator``: command-line entry point wrapping kopf's programmatic ``kopf.run``.
+"""The operator's one entry point: ``mutask operator [flags]`` -> settings -> ``kopf.run``.
 
     mutask operator --namespace team-a --namespace team-b --metrics-port 8080
     mutask operator --all-namespaces --standalone --verbose
 
-Liveness/readiness: kopf's endpoint on ``--liveness-port`` (``/healthz``). Metrics: Prometheus
-on ``--metrics-port`` (``/metrics``). Watch timeouts are explicit (see handlers.startup).
+The operator image's ENTRYPOINT, the Helm chart's Deployment and the CLI all run this (the CLI
+dispatches ``mutask operator ...`` to :func:`run`). Liveness/readiness: kopf's endpoint on
+``--liveness-port`` (``/healthz``). Metrics: Prometheus on ``--metrics-port`` (``/metrics``).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
+import os
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from mutask import contract
+from mutask.operator.settings import Settings, load
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="mutask operator",
-        description="Run the mutask Kubernetes operator (MultitaskSystem, TaskIntroduction).",
-    )
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--namespace",
-        "-n",
-        action="append",
-        default=[],
-        help="namespace to serve (repeatable; glob patterns allowed)",
-    )
-    scope.add_argument(
-        "--all-namespaces", "-A", action="store_true", help="serve the whole cluster"
-    )
-    parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus port (0: off)")
-    parser.add_argument("--liveness-port", type=int, default=8081, help="/healthz port (0: off)")
-    parser.add_argument(
-        "--standalone", action="store_true", help="no kopf peering (single replica, no HA)"
-    )
-    parser.add_argument("--peering-name", default=None, help="kopf peering object for HA")
-    parser.add_argument("--priority", type=int, default=0, help="kopf peering priority")
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    args = parser.parse_args(list(argv))
-    if not args.namespace and not args.all_namespaces:
-        parser.error("give --namespace NS (repeatable) or --all-namespaces")
-    return args
-
-
-def run(argv: list[str]) -> int:
-    """Run the operator until SIGINT/SIGTERM; returns the process exit code."""
-    args = parse_args(argv)
+if TYPE_CHECKING:
     import kopf
+
+
+def run(argv: Sequence[str], *, stop: threading.Event | None = None) -> int:
+    """Run the operator until SIGINT/SIGTERM (or ``stop``); returns the process exit code."""
+    return operate(load(argv, os.environ), stop=stop)
+
+
+def operate(settings: Settings, *, stop: threading.Event | None = None) -> int:
+    """Serve with ``settings``: kopf with this operator's handlers, timers and watch timeouts."""
+    import kopf  # here, not at the top: `mutask operator --help` stays instant
 
     from mutask.operator import handlers
 
-    handlers.OPTIONS = dataclasses.replace(
-        handlers.Options.from_env(), metrics_port=args.metrics_port
+    kopf.configure(verbose=settings.verbose, debug=False)
+    logging.getLogger("mutask").setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    liveness = (
+        f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port > 0 else None
     )
-    kopf.configure(verbose=args.verbose, debug=False)
-    logging.getLogger("mutask").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port > 0 else None
     try:
         kopf.run(
-            standalone=args.standalone or None,
-            priority=args.priority,
-            peering_name=args.peering_name,
-            clusterwide=bool(args.all_namespaces),
-            namespaces=list(args.namespace),
+            registry=handlers.registry(settings),
+            settings=kopf_settings(settings),
+            memo=kopf.Memo(settings=settings),
+            standalone=settings.standalone or None,
+            priority=settings.priority,
+            peering_name=settings.peering_name,
+            clusterwide=settings.all_namespaces,
+            namespaces=list(settings.namespaces),
             liveness_endpoint=liveness,
+            stop_flag=stop,
         )
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    """kopf's own settings: explicit watch timeouts (no "zombie" watches), workers, finalizer."""
+    import kopf
+
+    out = kopf.OperatorSettings()
+    out.watching.server_timeout = settings.watch_server_timeout
+    out.watching.client_timeout = settings.watch_client_timeout
+    out.watching.connect_timeout = settings.watch_connect_timeout
+    out.execution.max_workers = settings.max_workers
+    out.persistence.finalizer = f"{contract.GROUP}/operator"  # kopf timers need one (systems)
+    out.posting.level = logging.WARNING
+    return out

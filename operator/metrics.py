@@ -31,6 +31,11 @@ JOBS_PREEMPTED = Counter(
     "mutask_operator_jobs_preempted_total",
     "Trainer pods disrupted (spot preemption, eviction) or exited 75 after SIGTERM",
 )
+COUNTERS: Mapping[str, Counter] = {
+    "jobs_launched": JOBS_LAUNCHED,
+    "jobs_failed": JOBS_FAILED,
+    "jobs_preempted": JOBS_PREEMPTED,
+}
 
 _started: set[int] = set()
 
@@ -58,6 +63,7 @@ def timed(kind: str) -> Iterator[None]:
         RECONCILE_DURATION.labels(kind).observe(time.perf_counter() - start)
 
 
-def set_phase_counts(counts: Mapping[str, int]) -> None:
-    for phase in (api.PENDING, *api.PHASES):
-        INTRODUCTIONS.labels(phase).set(counts.get(phase, 0))
+def set_state_counts(counts: Mapping[str, int]) -> None:
+    """Introductions per state (the ``condition`` label), zero for states nobody is in."""
+    for state in (api.PENDING, *api.STATES):
+        INTRODUCTIONS.labels(state).set(counts.get(state, 0))

@@ -1,16 +1,17 @@
-"""Pure helpers on Kubernetes objects (plain dicts): names, labels, owner references, conditions.
+"""Pure helpers on Kubernetes objects (plain dicts): names, labels, owner references, pods.
 
-No API calls: everything here is a function of its arguments (and, for conditions, a clock value).
+No API calls: everything here is a function of its arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from mutask import contract
 from mutask.operator import api
+from mutask.operator.spec import ObjectRef
 
 Obj = Mapping[str, Any]
 
@@ -48,18 +49,13 @@ def job_name(introduction_name: str) -> str:
     return child_name("mti", introduction_name, limit=52)
 
 
-def bootstrap_name(system_name: str) -> str:
-    return f"{system_name}-bootstrap"
-
-
-def owner_reference(owner: Obj, *, controller: bool = True) -> dict[str, Any]:
+def owner_reference(owner: ObjectRef, *, controller: bool = True) -> dict[str, Any]:
     """An ownerReference for cascade deletion (the API server's garbage collector)."""
-    m = meta(owner)
     return {
-        "apiVersion": owner.get("apiVersion", contract.API_VERSION),
-        "kind": owner.get("kind", contract.TI_KIND),
-        "name": m.get("name"),
-        "uid": m.get("uid"),
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
         "controller": controller,
         "blockOwnerDeletion": True,
     }
@@ -76,45 +72,23 @@ def common_labels(system_name: str, task: str, introduction: str) -> dict[str, s
     }
 
 
-def find_condition(conditions: Sequence[Mapping[str, Any]], ctype: str) -> Mapping[str, Any] | None:
-    for cond in conditions:
-        if cond.get("type") == ctype:
-            return cond
-    return None
+def is_preempted(pod: Obj) -> bool:
+    """A failed trainer pod that was disrupted or exited 75 (checkpointed after SIGTERM)."""
+    st = status(pod)
+    if st.get("phase") != "Failed":
+        return False
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            return True
+    for cs in st.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or {}
+        preempted = term.get("exitCode") == contract.ExitCode.PREEMPTED
+        if cs.get("name") == contract.CONTAINER_NAME and preempted:
+            return True
+    return False
 
 
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    ctype: str,
-    status_value: bool,
-    reason: str,
-    message: str,
-    now: str,
-    generation: int | None = None,
-) -> list[dict[str, Any]]:
-    """Return a new condition list with ``ctype`` set; lastTransitionTime moves only on change."""
-    out: list[dict[str, Any]] = []
-    found = False
-    text = "True" if status_value else "False"
-    for cond in conditions:
-        c = dict(cond)
-        if c.get("type") == ctype:
-            found = True
-            if c.get("status") != text:
-                c["lastTransitionTime"] = now
-            c.update(status=text, reason=reason, message=message)
-            if generation is not None:
-                c["observedGeneration"] = generation
-        out.append(c)
-    if not found:
-        new: dict[str, Any] = {
-            "type": ctype,
-            "status": text,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": now,
-        }
-        if generation is not None:
-            new["observedGeneration"] = generation
-        out.append(new)
-    return out
+def introduction_of(obj: Obj) -> str | None:
+    """The TaskIntroduction a trainer Job or pod belongs to (its annotation), if any."""
+    name = (meta(obj).get("annotations") or {}).get(api.LABEL_INTRODUCTION)
+    return str(name) if name else None

@@ -1,170 +1,106 @@
-"""Level-based reconciliation of one TaskIntroduction: read everything, decide, converge.
+"""One reconcile: read the world -> pure plan -> apply, for a TaskIntroduction or a system.
 
-Safe to run any number of times, from any trigger (watch event, periodic resync, operator
-restart): the Job and ConfigMap have deterministic names and are created get-before-create
-with 409 handling, so a second run finds them instead of duplicating them.
+Safe to run any number of times, from any trigger (watch event, kopf timer, operator restart),
+and concurrently for one object: children have deterministic names and are created
+get-before-create with 409 handling, and the status commit carries the resourceVersion that was
+read, so a stale plan is refused by the API server instead of overwriting a newer one.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlparse
 
-from mutask import contract
 from mutask.operator import api, metrics
-from mutask.operator.admission import admit, peer_from_body
-from mutask.operator.config_builder import build_configmap
-from mutask.operator.context import Context
-from mutask.operator.job_builder import build_job
+from mutask.operator.actions import Claim, Plan
+from mutask.operator.apply import apply
+from mutask.operator.conditions import current_state
+from mutask.operator.context import Context, Indexes
 from mutask.operator.kube import core_path, job_path, mts_path, ti_path
-from mutask.operator.objects import find_condition, job_name, meta, spec, status
-from mutask.operator.phases import job_phase, status_changes, ti_status
-from mutask.trainer.config import ConfigError
-
-log = logging.getLogger(__name__)
-
-
-class Decision:
-    """The outcome of one decide step."""
-
-    def __init__(
-        self, phase: str, message: str, job: str | None = None, accepted: bool = True
-    ) -> None:
-        self.phase, self.message, self.job, self.accepted = phase, message, job, accepted
-        self.freed = False  # set when this run ended an active introduction (wake its peers)
+from mutask.operator.objects import job_name, meta, status
+from mutask.operator.plan import Observed, plan_introduction
+from mutask.operator.spec import (
+    IntroductionSpec,
+    SystemSpec,
+    bootstrap_introduction,
+    parse_introduction,
+    parse_system,
+)
+from mutask.operator.system_plan import ClaimSeen, ProbeResult, SystemObserved, plan_system
 
 
-def system_key(ti: Mapping[str, Any]) -> tuple[str, str]:
-    ref = spec(ti).get("systemRef") or {}
-    return (str(meta(ti).get("namespace")), str(ref.get("name", "")))
-
-
-def reconcile_introduction(ctx: Context, namespace: str, name: str) -> Decision | None:
-    """Converge one introduction; returns the decision (None when it is gone)."""
-    with metrics.timed("TaskIntroduction"), ctx.locks.hold(("ti", namespace, name)):
-        ti = ctx.kube.get(ti_path(namespace, name))
-        if ti is None or meta(ti).get("deletionTimestamp"):
+def reconcile_introduction(ctx: Context, idx: Indexes, namespace: str, name: str) -> Plan | None:
+    """Converge one introduction; returns the committed plan (None: gone, or refused as stale)."""
+    with metrics.timed("TaskIntroduction"):
+        body = ctx.kube.get(ti_path(namespace, name))
+        if body is None or meta(body).get("deletionTimestamp"):
             return None
-        ti.setdefault("apiVersion", contract.API_VERSION)
-        ti.setdefault("kind", contract.TI_KIND)
-        decision = decide(ctx, ti)
-        write_status(ctx, ti, decision)
-        return decision
+        intro = parse_introduction(body)
+        world = observe_introduction(ctx, idx, intro, status(body))
+        key = intro.system_key
+        with ctx.claims.admission_lock:  # the claim book matches what this plan saw
+            peers = tuple(ctx.claims.overlay(key, idx.peers(*key)))
+            plan = plan_introduction(intro, replace(world, peers=peers), ctx.settings)
+            for change in plan.claims:
+                if isinstance(change, Claim):
+                    ctx.claims.claim(change.system_key, change.name, change.task)
+                else:
+                    ctx.claims.release(change.system_key, change.name)
+        return plan if apply(ctx.kube, plan) else None
 
 
-def _current_message(ti: Mapping[str, Any], phase: str) -> str:
-    cond = find_condition(status(ti).get("conditions") or [], phase)
-    return str(cond.get("message", "")) if cond else ""
-
-
-def decide(ctx: Context, ti: dict[str, Any]) -> Decision:
-    st, sp = status(ti), spec(ti)
-    ns, name = str(meta(ti).get("namespace")), str(meta(ti).get("name"))
-    old_phase = st.get("phase")
-    key = system_key(ti)
-    if old_phase in api.TERMINAL:  # sticky: a finished iteration is never re-run
-        return Decision(str(old_phase), _current_message(ti, str(old_phase)), st.get("jobName"))
-    jname = job_name(name)
-    kueue = bool(sp.get("queueName"))
-    job = ctx.kube.get(job_path(ns, jname))
-    if job is not None and meta(job).get("deletionTimestamp"):
-        if sp.get("suspend"):
-            return Decision(api.SUSPENDED, "suspended; the trainer Job is stopping", jname)
-        return Decision(api.QUEUED, "the previous trainer Job is still being deleted", jname)
-    if job is not None:
-        phase, message = job_phase(job, kueue=kueue)
-        if phase in api.TERMINAL:
-            return Decision(phase, message, jname)
-        if sp.get("suspend"):
-            if kueue:  # Kueue owns .spec.suspend: stop by deleting (pods get SIGTERM)
-                ctx.kube.delete(job_path(ns, jname), propagation="Foreground")
-            elif not spec(job).get("suspend"):
-                ctx.kube.merge_patch(job_path(ns, jname), {"spec": {"suspend": True}})
-            ctx.claims.release(key, name)
-            return Decision(
-                api.SUSPENDED, "suspended by spec.suspend; the trainer checkpoints", jname
-            )
-        if phase == api.SUSPENDED:  # resume a Job we suspended: admission applies again
-            ok, why, _ = _admit(ctx, ti)
-            if not ok:
-                return Decision(api.QUEUED, why, jname)
-            ctx.kube.merge_patch(job_path(ns, jname), {"spec": {"suspend": False}})
-            return Decision(api.ACCEPTED, "resumed; waiting for the trainer pod", jname)
-        return Decision(phase, message, jname)
-    if sp.get("suspend"):
-        ctx.claims.release(key, name)
-        return Decision(api.SUSPENDED, "suspended before start")
-    ok, why, system = _admit(ctx, ti)
-    if not ok or system is None:
-        return Decision(api.QUEUED, why)
-    system.setdefault("apiVersion", contract.API_VERSION)
-    system.setdefault("kind", contract.MTS_KIND)
-    try:
-        configmap = build_configmap(system, ti, ctx.settings)
-        job_body = build_job(system, ti, ctx.settings)
-    except ConfigError as err:
-        ctx.claims.release(key, name)
-        return Decision(api.FAILED, f"invalid spec: {err}", None, accepted=False)
-    ctx.kube.create(core_path(ns, "configmaps"), configmap)
-    _, created = ctx.kube.create(job_path(ns), job_body)
-    if created:
-        metrics.JOBS_LAUNCHED.inc()
-        ctx.kube.post_event(ti, "Launched", f"created trainer Job {jname}")
-    return Decision(api.ACCEPTED, "trainer Job created; waiting for its pod", jname)
-
-
-def _admit(ctx: Context, ti: Mapping[str, Any]) -> tuple[bool, str, dict[str, Any] | None]:
-    """System readiness, then one-per-task and the concurrency limit (claims the slot if ok)."""
-    key = system_key(ti)
-    system = ctx.kube.get(mts_path(*key))
-    if system is None:
-        return False, f"MultitaskSystem {key[1]} not found", None
-    ready = find_condition(status(system).get("conditions") or [], api.READY)
-    if ready is None or ready.get("status") != "True":
-        why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
-        return False, f"waiting for MultitaskSystem {key[1]} to be Ready ({why})", None
-    limit = int(spec(system).get("maxConcurrentIntroductions") or 4)
-    if status(system).get("storeEmpty"):
-        limit = 1  # the first introduction initialises the root: nobody else meanwhile
-    me = peer_from_body(ti)
-    with ctx.claims.admission_lock:
-        peers = ctx.claims.overlay(key, ctx.peers(*key))
-        ok, why = admit(me, peers, limit)
-        if ok:
-            ctx.claims.claim(key, me.name, me.task)
-    return ok, why, system
-
-
-def write_status(ctx: Context, ti: Mapping[str, Any], decision: Decision) -> None:
-    """Patch the operator-owned status keys that changed; events and metrics on transitions."""
-    ns, name = str(meta(ti).get("namespace")), str(meta(ti).get("name"))
-    old = status(ti)
-    preempted = ctx.preemptions(ns, name)
-    new = ti_status(
-        ti,
-        decision.phase,
-        decision.message,
-        ctx.clock(),
-        job_name=decision.job,
-        preemptions=preempted,
-        accepted=decision.accepted,
+def observe_introduction(
+    ctx: Context, idx: Indexes, intro: IntroductionSpec, ti_status: Mapping[str, Any]
+) -> Observed:
+    """Read the introduction's Job and system (not for a finished one: nothing can change it)."""
+    ns = intro.ref.namespace
+    world = Observed(
+        status=ti_status, now=ctx.clock(), preemptions=idx.preemptions(ns, intro.ref.name)
     )
-    changes = status_changes(old, new)
-    if changes:
-        ctx.kube.merge_patch(ti_path(ns, name) + "/status", {"status": changes})
-    old_phase = old.get("phase")
-    if decision.phase != old_phase:
-        warning = decision.phase == api.FAILED
-        ctx.kube.post_event(ti, decision.phase, decision.message, warning=warning)
-        if decision.phase == api.FAILED and decision.job:
-            metrics.JOBS_FAILED.inc()
-        if decision.phase in api.TERMINAL | {api.SUSPENDED}:
-            ctx.claims.release(system_key(ti), name)
-            decision.freed = old_phase in api.ACTIVE
-    old_preempted = int(old.get("preemptions") or 0)
-    if preempted > old_preempted:
-        metrics.JOBS_PREEMPTED.inc(preempted - old_preempted)
-        ctx.kube.post_event(
-            ti, "Preempted", f"trainer pod disrupted ({preempted} in all); retrying", warning=True
+    if current_state(ti_status) in api.TERMINAL:
+        return world
+    system = ctx.kube.get(mts_path(ns, intro.system))
+    return replace(
+        world,
+        job=ctx.kube.get(job_path(ns, job_name(intro.ref.name))),
+        system=parse_system(system) if system else None,
+        system_status=status(system) if system else None,
+    )
+
+
+def reconcile_system(ctx: Context, idx: Indexes, namespace: str, name: str) -> Plan | None:
+    """Converge one system's status; returns the committed plan (None: gone or stale)."""
+    with metrics.timed("MultitaskSystem"):
+        body = ctx.kube.get(mts_path(namespace, name))
+        if body is None or meta(body).get("deletionTimestamp"):
+            return None
+        system = parse_system(body)
+        world = SystemObserved(
+            status=status(body),
+            now=ctx.clock(),
+            storage=observe_storage(ctx, system),
+            bootstrap_job=observe_bootstrap_job(ctx, system),
+            peers=tuple(idx.peers(namespace, name)),
         )
+        plan = plan_system(system, world, ctx.settings)
+        return plan if apply(ctx.kube, plan) else None
+
+
+def observe_storage(ctx: Context, system: SystemSpec) -> ProbeResult | ClaimSeen:
+    """The store's claim for a ``file://`` store on one (the operator cannot mount it), else a
+    probe of the store itself."""
+    if system.claim_name and urlparse(system.storage_uri).scheme == "file":
+        path = core_path(system.ref.namespace, "persistentvolumeclaims", system.claim_name)
+        claim = ctx.kube.get(path)
+        phase = str(status(claim).get("phase") or "Pending") if claim else None
+        return ClaimSeen(system.claim_name, phase)
+    return ctx.prober(system.storage_uri)
+
+
+def observe_bootstrap_job(ctx: Context, system: SystemSpec) -> dict[str, Any] | None:
+    if system.bootstrap is None:
+        return None
+    name = job_name(bootstrap_introduction(system).ref.name)
+    return ctx.kube.get(job_path(system.ref.namespace, name))

@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlparse
 
-
-@dataclass(frozen=True)
-class ProbeResult:
-    reachable: bool
-    empty: bool
-    message: str
-
+from mutask.operator.system_plan import ProbeResult
 
 GcsProbe = Callable[[str, str], ProbeResult]
 

@@ -198,12 +198,12 @@ def test_operator_deployment_defaults(helm: str) -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    # OperatorSettings.from_env reads MUTASK_<FIELD>.
+    # mutask.operator.settings reads MUTASK_<SETTING> (= the --<setting> flag).
     assert env["MUTASK_TRAINER_IMAGE_CPU"] == "ghcr.io/mutask/trainer:0.1.0-cpu"
     assert env["MUTASK_TRAINER_IMAGE_GPU"] == "ghcr.io/mutask/trainer:0.1.0-cuda"
     assert env["MUTASK_TRAINER_IMAGE_TPU"] == "ghcr.io/mutask/trainer:0.1.0-tpu"
     assert env["MUTASK_TRAINER_SERVICE_ACCOUNT"] == f"{RELEASE}-trainer"
-    assert env["MUTASK_METRICS_PORT"] == "9090"
+    assert env["MUTASK_TRAINER_METRICS_PORT"] == "9090"
     assert env["MUTASK_RUN_AS_USER"] == "65532"
     assert env["MUTASK_IMAGE_PULL_POLICY"] == "IfNotPresent"
     assert pod["serviceAccountName"] == f"{RELEASE}-operator"
@@ -215,6 +215,27 @@ def test_operator_deployment_defaults(helm: str) -> None:
     assert svc["spec"]["ports"] == [
         {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
     ]
+
+
+def test_operator_args_and_env_are_settings(helm: str) -> None:
+    """Every flag and MUTASK_* variable the chart passes is an operator setting, and parses."""
+    from dataclasses import fields
+
+    from mutask.operator import settings
+
+    dep = render(helm).one("Deployment", f"{RELEASE}-operator", NAMESPACE)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["command"] + c["args"][:1] == ["mutask", "operator"]
+    env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("MUTASK_")}
+    assert set(env) <= {settings.env_name(f.name) for f in fields(settings.Settings)}
+    s = settings.load(c["args"][1:], env)
+    assert (s.all_namespaces, s.metrics_port, s.liveness_port, s.standalone) == (
+        True,
+        8080,
+        8081,
+        True,
+    )
+    assert s.trainer_metrics_port == 9090 and s.run_as_user == 65532
 
 
 def test_operator_is_restricted_pod_security(scenario: tuple[str, Rendered]) -> None:

@@ -149,3 +149,15 @@ def test_operator_image() -> None:
     text = "\n".join(f"{w} {r}" for w, r in instructions(OPERATOR))
     assert not re.search(r"\btorch\b", text), "the operator image must not install torch"
     assert "[trainer" not in text and ",trainer" not in text, "mutask[trainer] pulls in torch"
+
+
+def test_operator_starts_one_way() -> None:
+    """The image runs `mutask operator` (mutask.operator.main.run), as the chart does
+    (test_chart_render.test_operator_args_and_env_are_settings)."""
+    _, _, final = stages(OPERATOR)[-1]
+    (entrypoint,) = [rest for w, rest in final if w == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["mutask", "operator"]
+    (cmd,) = [rest for w, rest in final if w == "CMD"]
+    from mutask.operator.settings import load
+
+    assert load(json.loads(cmd), {}).all_namespaces  # the default CMD parses

@@ -1,9 +1,10 @@
 """A Kubernetes API stand-in for tests: kmock's emulator (pinned 0.8) with the gaps filled.
 
 kmock serves the REST API from memory with watch streams, but sets no uid / resourceVersion /
-generation / creationTimestamp, answers create with 200, mixes /status into the main resource
-and has no garbage collector. This subclass adds those, registers the resources the operator
-uses for discovery, and runs on 127.0.0.1. It relies on kmock internals: keep kmock pinned.
+generation / creationTimestamp, answers create with 200, mixes /status into the main resource,
+ignores resourceVersion preconditions and has no garbage collector. This subclass adds those,
+registers the resources the operator uses for discovery, and runs on 127.0.0.1. It relies on
+kmock internals: keep kmock pinned.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ BUILTIN = {
     "batch/v1/jobs": ("Job", {"status"}),
 }
 VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+RV_PATH = "/metadata/resourceVersion"
 
 
 def _now() -> str:
@@ -134,6 +136,20 @@ class FakeKubernetes(kmock.KubernetesEmulator):
             )
             _replace(request.data, data)
         elif res is not None and request.action == enums.action.UPDATE and request.name:
+            refused = self._precondition_failed(request)
+            if refused:
+                code, reason, message = refused
+                return aiohttp.web.json_response(
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": reason,
+                        "code": code,
+                        "message": message,
+                    },
+                    status=code,
+                )
             _replace(request.data, self._prepare_update(request, plural))
         response = await super()._handle(request)
         if request.action == enums.action.CREATE and response.status == 200:
@@ -141,6 +157,26 @@ class FakeKubernetes(kmock.KubernetesEmulator):
         if request.action == enums.action.DELETE and response.status == 200:
             await self._collect_garbage()
         return response
+
+    def _precondition_failed(self, request: rendering.Request) -> tuple[int, str, str] | None:
+        """A resourceVersion in a patch is a precondition, as on a real API server: a merge
+        patch naming another version gets 409 Conflict, a JSON patch whose ``test`` of
+        /metadata/resourceVersion fails gets 422 (kopf's finalizer patches rely on both)."""
+        current = self._stored(request)
+        if current is None:
+            return None
+        have = str(current["metadata"].get("resourceVersion"))
+        data = request.data
+        if isinstance(data, dict):
+            wanted = (data.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and str(wanted) != have:
+                return 409, "Conflict", f"the object has been modified ({have}, not {wanted})"
+        elif isinstance(data, list):
+            for op in data:
+                tests_version = op.get("op") == "test" and op.get("path") == RV_PATH
+                if tests_version and str(op.get("value")) != have:
+                    return 422, "Invalid", f"test failed: resourceVersion is {have}"
+        return None
 
     def _prepare_update(self, request: rendering.Request, plural: str | None) -> Any:
         data = copy.deepcopy(request.data)

@@ -8,18 +8,37 @@ import pytest
 from op_samples import INTRO, SYSTEM, merged
 
 from mutask import contract
-from mutask.operator import api
-from mutask.operator.config_builder import (
-    bootstrap_introduction,
-    build_config,
-    build_configmap,
-)
-from mutask.operator.job_builder import build_job
+from mutask.operator import api, config_builder, job_builder
 from mutask.operator.objects import job_name
-from mutask.operator.settings import OperatorSettings
+from mutask.operator.settings import Settings
+from mutask.operator.spec import (
+    IntroductionSpec,
+    bootstrap_introduction,
+    parse_introduction,
+    parse_system,
+)
 from mutask.trainer.config import ConfigError, IntroduceConfig
 
-S = OperatorSettings()
+S = Settings()
+
+
+# The builders take parsed specs; these tests keep writing the custom resources as dicts.
+def _intro(intro: dict[str, Any] | IntroductionSpec) -> IntroductionSpec:
+    return intro if isinstance(intro, IntroductionSpec) else parse_introduction(intro)
+
+
+def build_job(system: dict[str, Any], intro: Any, settings: Settings, **kw: Any) -> dict[str, Any]:
+    return job_builder.build_job(parse_system(system), _intro(intro), settings, **kw)
+
+
+def build_config(system: dict[str, Any], intro: Any, settings: Settings) -> IntroduceConfig:
+    return config_builder.build_config(parse_system(system), _intro(intro), settings)
+
+
+def build_configmap(
+    system: dict[str, Any], intro: Any, settings: Settings, **kw: Any
+) -> dict[str, Any]:
+    return config_builder.build_configmap(parse_system(system), _intro(intro), settings, **kw)
 
 
 def pod(job: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +221,7 @@ def test_store_volume(
 ) -> None:
     boot = {"preset": "mu-tiny", "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}}}
     system = merged(SYSTEM, storage=storage, rootModel=boot)
-    intro = bootstrap_introduction(system) if bootstrap_root else INTRO
+    intro = bootstrap_introduction(parse_system(system)) if bootstrap_root else INTRO
     job = build_job(system, intro, S, bootstrap_root=bootstrap_root)
     volumes = {v["name"]: v for v in pod(job)["volumes"]}
     mounts = {m["name"]: m for m in container(job)["volumeMounts"]}
@@ -217,7 +236,7 @@ def test_store_volume(
 
 
 def test_command_env_ports_and_metadata() -> None:
-    job = build_job(SYSTEM, INTRO, OperatorSettings(backoff_limit=9))
+    job = build_job(SYSTEM, INTRO, Settings(backoff_limit=9))
     c = container(job)
     assert c["command"] + c["args"] == [
         "mutask",
@@ -331,7 +350,7 @@ def test_bootstrap_job_owned_by_system() -> None:
             "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}},
         },
     )
-    intro = bootstrap_introduction(system)
+    intro = bootstrap_introduction(parse_system(system))
     job = build_job(system, intro, S, bootstrap_root=True)
     assert job["metadata"]["name"] == "mti-vision-bootstrap"
     assert job["metadata"]["ownerReferences"][0]["kind"] == "MultitaskSystem"

@@ -13,7 +13,8 @@ from op_crdtools import all_errors, cel_errors, rules, schema_errors, version_sc
 from op_samples import ROOT, load_crd
 
 from mutask.operator.config_builder import build_configmap
-from mutask.operator.settings import OperatorSettings
+from mutask.operator.settings import Settings
+from mutask.operator.spec import parse_introduction, parse_system
 from mutask.trainer.config import IntroduceConfig
 
 TI = load_crd("taskintroductions")
@@ -120,7 +121,7 @@ def test_every_sample_renders_a_valid_trainer_config() -> None:
         if doc["kind"] != "TaskIntroduction":
             continue
         system = systems[doc["spec"]["systemRef"]["name"]]
-        cm = build_configmap(system, doc, OperatorSettings())
+        cm = build_configmap(parse_system(system), parse_introduction(doc), Settings())
         IntroduceConfig.from_json(cm["data"]["config.json"])
 
 

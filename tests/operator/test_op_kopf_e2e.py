@@ -1,5 +1,5 @@
-"""End to end: the real operator (kopf's KopfRunner) against a Kubernetes API stand-in on
-127.0.0.1 (kmock 0.8 + fixes, see op_fakeapi). Job progress, completion, failure and
+"""End to end: the real operator (``mutask operator``, in-process) against a Kubernetes API
+stand-in on 127.0.0.1 (kmock 0.8 + fixes, see op_fakeapi). Job progress, completion, failure and
 disruption are simulated by patching Job status / creating Pods through the API."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 from kubernetes import client
 from op_fakeapi import RunningApi, serve_fake_api
+from op_runner import OperatorRunner
 
 from mutask.operator.kube import Kube, core_path, job_path, load_client_config, mts_path, ti_path
 from mutask.trainer.config import IntroduceConfig
@@ -22,12 +22,12 @@ from mutask.trainer.runtime.kube_status import KubeStatusReporter
 NS = "ml"
 TI_RES = "mutask.dev/v1alpha1/taskintroductions"
 MTS_RES = "mutask.dev/v1alpha1/multitasksystems"
-ARGS = ["run", "--standalone", "--all-namespaces", "-m", "mutask.operator.handlers"]
+ARGS = ["--standalone", "--all-namespaces", "--liveness-port", "0"]
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningApi, Kube]]:
-    monkeypatch.setenv("MUTASK_OPERATOR_METRICS_PORT", "0")
+    monkeypatch.setenv("MUTASK_METRICS_PORT", "0")
     monkeypatch.setenv("MUTASK_RESYNC_SECONDS", "0.5")
     monkeypatch.setenv("MUTASK_SYSTEM_RESYNC_SECONDS", "1")
     with serve_fake_api() as api:
@@ -35,8 +35,8 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[R
         yield api, Kube(client.ApiClient(load_client_config()))
 
 
-def operator() -> KopfRunner:
-    return KopfRunner(ARGS, timeout=30)
+def operator() -> OperatorRunner:
+    return OperatorRunner(ARGS, timeout=30)
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float = 15.0) -> Any:

@@ -6,13 +6,10 @@ from typing import Any
 
 import pytest
 
-from mutask.operator import api
+from mutask.operator import api, settings
 from mutask.operator.admission import Claims, Peer, admit
-from mutask.operator.handlers import is_preempted
-from mutask.operator.main import parse_args
-from mutask.operator.objects import child_name, set_condition
-from mutask.operator.phases import job_phase, ti_status
-from mutask.operator.settings import OperatorSettings
+from mutask.operator.conditions import job_state, set_condition, ti_status
+from mutask.operator.objects import child_name, is_preempted
 from mutask.operator.storage import ProbeResult, StorageProber, probe_file
 
 ME = Peer("me", "digits", api.PENDING, "2026-01-01T00:00:05Z")
@@ -64,7 +61,7 @@ def test_claims_overlay_marks_admitted_and_expires() -> None:
     claims = Claims(ttl_seconds=60)
     claims.claim(("ns", "s"), "me", "digits")
     peers = claims.overlay(("ns", "s"), [Peer("me", "digits", api.QUEUED)])
-    assert peers[0].phase == api.ACCEPTED
+    assert peers[0].state == api.ACCEPTED
     assert admit(Peer("other", "digits"), peers, 4)[0] is False
     claims.release(("ns", "s"), "me")
     assert claims.overlay(("ns", "s"), [])[:] == []
@@ -104,25 +101,25 @@ JOBS = [
     ("body", "kueue", "expected"), [j[1:] for j in JOBS], ids=[j[0] for j in JOBS]
 )
 def test_job_phase(body: dict[str, Any], kueue: bool, expected: str) -> None:
-    assert job_phase(body, kueue=kueue)[0] == expected
+    assert job_state(body, kueue=kueue)[0] == expected
 
 
 def test_ti_status_transitions() -> None:
     ti: dict[str, Any] = {"metadata": {"generation": 3}, "status": {}}
-    s1 = ti_status(ti, api.ACCEPTED, "created", "t1", job_name="j")
+    s1 = ti_status(ti["status"], 3, api.ACCEPTED, "created", "t1", job_name="j")
     assert s1["phase"] == api.ACCEPTED and s1["observedGeneration"] == 3 and s1["startTime"] == "t1"
     ti["status"] = {
         **s1,
         "progress": {"generation": 1, "generations": 4, "noForgettingVerified": False},
     }
-    s2 = ti_status(ti, api.RUNNING, "running", "t2", job_name="j")
+    s2 = ti_status(ti["status"], 3, api.RUNNING, "running", "t2", job_name="j")
     conds = {c["type"]: c for c in s2["conditions"]}
     assert conds[api.RUNNING]["status"] == "True"
     assert conds[api.ACCEPTED]["lastTransitionTime"] == "t1"  # unchanged status keeps its time
     assert conds[api.NO_FORGETTING]["status"] == "False"
     assert s2["generationProgress"] == "1/4" and "startTime" not in s2
     ti["status"] = {**ti["status"], **s2}
-    s3 = ti_status(ti, api.SUCCEEDED, "done", "t3", job_name="j", preemptions=2)
+    s3 = ti_status(ti["status"], 3, api.SUCCEEDED, "done", "t3", job_name="j", preemptions=2)
     conds = {c["type"]: c for c in s3["conditions"]}
     assert (
         conds[api.RUNNING]["status"] == "False" and conds[api.RUNNING]["lastTransitionTime"] == "t3"
@@ -196,23 +193,29 @@ def test_storage_probe(tmp_path: Any) -> None:
 
 
 def test_settings_from_env() -> None:
-    s = OperatorSettings.from_env(
+    s = settings.load(
+        ["-A"],
         {
             "MUTASK_BACKOFF_LIMIT": "3",
             "MUTASK_RESYNC_SECONDS": "0.5",
             "MUTASK_TRAINER_IMAGE_TPU": "img:tpu",
-        }
+        },
     )
     assert (s.backoff_limit, s.resync_seconds, s.image_for("tpu")) == (3, 0.5, "img:tpu")
 
 
 def test_cli_flags() -> None:
-    args = parse_args(["--namespace", "a", "-n", "b", "--metrics-port", "9", "--standalone", "-v"])
-    assert (
-        args.namespace == ["a", "b"] and args.metrics_port == 9 and args.standalone and args.verbose
+    args = settings.load(
+        ["--namespace", "a", "-n", "b", "--metrics-port", "9", "--standalone", "-v"], {}
     )
-    assert parse_args(["--all-namespaces"]).all_namespaces
+    assert (
+        args.namespaces == ("a", "b")
+        and args.metrics_port == 9
+        and args.standalone
+        and args.verbose
+    )
+    assert settings.load(["--all-namespaces"], {}).all_namespaces
     with pytest.raises(SystemExit):
-        parse_args([])
+        settings.load([], {})
     with pytest.raises(SystemExit):
-        parse_args(["-A", "-n", "x"])
+        settings.load(["-A", "-n", "x"], {})
