@@ -36,6 +36,7 @@ from mutask.operator.actions import (
 from mutask.operator.admission import Peer, admit, peer_of
 from mutask.operator.conditions import (
     current_state,
+    find_condition,
     is_true,
     job_state,
     state_message,
@@ -91,11 +92,10 @@ def converge(
     """The introduction's next state and what its Job needs for it."""
     state = current_state(world.status)
     if state in api.TERMINAL:  # final: a finished iteration is never re-run
-        return (
-            Outcome(state, state_message(world.status, state), world.status.get("jobName")),
-            (),
-            (),
-        )
+        conditions = world.status.get("conditions") or []
+        refused = (find_condition(conditions, api.ACCEPTED) or {}).get("status") == "False"
+        message, job = state_message(world.status, state), world.status.get("jobName")
+        return Outcome(state, message, job, accepted=not refused), (), ()
     key, name = intro.system_key, intro.ref.name
     jname = job_name(name)
     ns = intro.ref.namespace

@@ -1,0 +1,468 @@
+"""The pure plans as tables: observed world -> (state, actions, status, announcements, claims).
+
+No API, no clock: each row builds an ``Observed`` and checks what ``plan_introduction`` or
+``plan_system`` decide. A second pass re-plans with the committed status and expects a fixpoint
+(no status change, nothing announced): the plan is idempotent.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from op_samples import INTRO, SYSTEM, merged
+
+from mutask.operator import api
+from mutask.operator.actions import (
+    Claim,
+    Count,
+    Create,
+    DeleteJob,
+    Event,
+    Plan,
+    Release,
+    SuspendJob,
+)
+from mutask.operator.admission import Peer
+from mutask.operator.conditions import ti_status
+from mutask.operator.plan import Observed, plan_introduction
+from mutask.operator.settings import Settings
+from mutask.operator.spec import parse_introduction, parse_system
+from mutask.operator.system_plan import ClaimSeen, ProbeResult, SystemObserved, plan_system
+
+S = Settings()
+NOW = "2026-01-01T00:00:10Z"
+READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}
+BOOTING = {
+    "conditions": [
+        {"type": "Ready", "status": "False", "reason": "Bootstrapping", "message": "root"}
+    ]
+}
+
+
+def job(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "mti-digits-1"}, "spec": spec, "status": status or {}}
+
+
+def deleting(body: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    out["metadata"]["deletionTimestamp"] = NOW
+    return out
+
+
+def state(st: str, accepted: bool = True) -> dict[str, Any]:
+    """An introduction's status after an earlier plan put it in ``st``."""
+    return ti_status({}, 1, st, f"was {st}", "2026-01-01T00:00:00Z", accepted=accepted)
+
+
+COMPLETE = {"conditions": [{"type": "Complete", "status": "True"}]}
+FAILED = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]}
+RUNNING_PEER = Peer("other", "digits", api.RUNNING, "2026-01-01T00:00:01Z")
+BUSY = Peer("busy", "cifar", api.RUNNING, "2026-01-01T00:00:01Z")
+
+
+@dataclass
+class Row:
+    """One observed world and what the plan must decide for it."""
+
+    id: str
+    state: str
+    message: str = ""  # a substring of the state's message
+    spec: dict[str, Any] = field(default_factory=dict)  # merged into the sample introduction
+    status: dict[str, Any] = field(default_factory=dict)
+    job: dict[str, Any] | None = None
+    system: bool = True
+    system_status: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(READY))
+    peers: tuple[Peer, ...] = ()
+    preemptions: int = 0
+    actions: tuple[type, ...] = ()
+    claims: tuple[type, ...] = ()
+    counts: tuple[str, ...] = ()
+    event: bool = True  # a transition event is announced
+    wakes: bool = False
+
+
+ROWS = [
+    Row("no-system", api.QUEUED, "MultitaskSystem vision not found", system=False),
+    Row("system-not-ready", api.QUEUED, "to be Ready (Bootstrapping: root)", system_status=BOOTING),
+    Row("admitted", api.ACCEPTED, "trainer Job created", actions=(Create, Create), claims=(Claim,)),
+    Row("same-task-running", api.QUEUED, "being introduced by other", peers=(RUNNING_PEER,)),
+    Row(
+        "empty-store-one-at-a-time",
+        api.QUEUED,
+        "1/1 introductions",
+        peers=(BUSY,),
+        system_status={**READY, "storeEmpty": True},
+    ),
+    Row(
+        "suspended-before-start",
+        api.SUSPENDED,
+        "before start",
+        spec={"suspend": True},
+        claims=(Release, Release),
+    ),
+    Row(
+        "invalid-spec",
+        api.FAILED,
+        "invalid spec: budget.generations=0",
+        spec={"budget": {"generations": 0}},
+        claims=(Release, Release),
+    ),
+    Row(
+        "job-waiting-for-pod",
+        api.ACCEPTED,
+        "waiting for its pod",
+        job=job(),
+        status=state(api.ACCEPTED),
+        event=False,
+    ),
+    Row(
+        "job-running",
+        api.RUNNING,
+        "trainer pod running (1 ready)",
+        job=job({"active": 1, "ready": 1}),
+        status=state(api.ACCEPTED),
+    ),
+    Row(
+        "job-complete",
+        api.SUCCEEDED,
+        "completed",
+        job=job(COMPLETE),
+        status=state(api.RUNNING),
+        claims=(Release,),
+        wakes=True,
+    ),
+    Row(
+        "job-failed",
+        api.FAILED,
+        "PodFailurePolicy",
+        job=job(FAILED),
+        status=state(api.RUNNING),
+        claims=(Release,),
+        counts=("jobs_failed",),
+        wakes=True,
+    ),
+    Row(
+        "suspend-running-job",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={"suspend": True},
+        job=job({"active": 1}),
+        status=state(api.RUNNING),
+        actions=(SuspendJob,),
+        claims=(Release, Release),
+        wakes=True,
+    ),
+    Row(
+        "suspend-kueue-job",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={"suspend": True, "queueName": "q"},
+        job=job({"active": 1}),
+        status=state(api.RUNNING),
+        actions=(DeleteJob,),
+        claims=(Release, Release),
+        wakes=True,
+    ),
+    Row(
+        "already-suspended",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={"suspend": True},
+        job=job(suspend=True),
+        status=state(api.SUSPENDED),
+        claims=(Release,),
+        event=False,
+    ),
+    Row(
+        "resume-admitted",
+        api.ACCEPTED,
+        "resumed",
+        job=job(suspend=True),
+        status=state(api.SUSPENDED),
+        actions=(SuspendJob,),
+        claims=(Claim,),
+    ),
+    Row(
+        "resume-blocked",
+        api.QUEUED,
+        "being introduced by other",
+        job=job(suspend=True),
+        status=state(api.SUSPENDED),
+        peers=(RUNNING_PEER,),
+    ),
+    Row(
+        "kueue-pending",
+        api.QUEUED,
+        "waiting for Kueue",
+        spec={"queueName": "q"},
+        job=job(suspend=True),
+        status=state(api.ACCEPTED),
+    ),
+    Row(
+        "job-deleting-suspended",
+        api.SUSPENDED,
+        "Job is stopping",
+        spec={"suspend": True},
+        job=deleting(job()),
+        status=state(api.SUSPENDED),
+        event=False,
+    ),
+    Row(
+        "job-deleting",
+        api.QUEUED,
+        "still being deleted",
+        job=deleting(job()),
+        status=state(api.SUSPENDED),
+    ),
+    Row(
+        "succeeded-is-final",
+        api.SUCCEEDED,
+        "was Succeeded",
+        job=job({"active": 1}),
+        status=state(api.SUCCEEDED),
+        event=False,
+    ),
+    Row("failed-is-final", api.FAILED, "was Failed", status=state(api.FAILED), event=False),
+    Row(
+        "phase-field-is-not-read",
+        api.RUNNING,
+        "trainer pod running",
+        job=job({"active": 1}),
+        status={**state(api.RUNNING), "phase": api.SUCCEEDED},
+        event=False,
+    ),
+    Row(
+        "preempted",
+        api.RUNNING,
+        "trainer pod running",
+        job=job({"active": 1}),
+        status=state(api.RUNNING),
+        preemptions=2,
+        counts=("jobs_preempted",),
+        event=False,
+    ),
+]
+
+
+def world(row: Row, status: dict[str, Any] | None = None) -> Observed:
+    return Observed(
+        status=row.status if status is None else status,
+        now=NOW,
+        job=row.job,
+        system=parse_system(SYSTEM) if row.system else None,
+        system_status=row.system_status if row.system else None,
+        peers=row.peers,
+        preemptions=row.preemptions,
+    )
+
+
+def plan(row: Row, status: dict[str, Any] | None = None) -> Plan:
+    intro = parse_introduction(merged(INTRO, **row.spec))
+    return plan_introduction(intro, world(row, status), S)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_introduction_plan(row: Row) -> None:
+    p = plan(row)
+    assert p.state == row.state
+    assert row.message in p.message, p.message
+    assert tuple(type(a) for a in p.actions) == row.actions
+    assert tuple(type(c) for c in p.claims) == row.claims
+    assert tuple(a.counter for a in p.announce if isinstance(a, Count)) == row.counts
+    events = [a for a in p.announce if isinstance(a, Event) and a.reason != "Preempted"]
+    assert bool(events) is row.event
+    for e in events:
+        assert (e.reason, e.warning) == (row.state, row.state == api.FAILED)
+    assert (p.wakes == ("ml", "vision")) is row.wakes
+    committed = {**row.status, **p.status}
+    conditions = {c["type"]: c for c in committed["conditions"]}
+    assert conditions[row.state]["status"] == "True"
+    assert committed["phase"] == row.state  # derived from the conditions, for printing
+    for c in conditions.values():
+        assert c["observedGeneration"] == 1 and c["reason"] and "lastTransitionTime" in c
+    exclusive = [
+        t
+        for t in (api.QUEUED, api.RUNNING, api.SUSPENDED, api.SUCCEEDED, api.FAILED)
+        if conditions.get(t, {}).get("status") == "True"
+    ]
+    assert len(exclusive) <= 1
+    again = plan(row, committed)  # the committed status is a fixpoint
+    assert again.status == {} and again.announce == () and again.state == row.state
+
+
+def test_admitted_creates_configmap_then_job_announcing_the_launch() -> None:
+    p = plan(ROWS[2])
+    cm, jb = p.actions
+    assert isinstance(cm, Create) and isinstance(jb, Create)
+    assert (cm.body["kind"], jb.body["kind"]) == ("ConfigMap", "Job")
+    assert jb.on_created is not None and jb.on_created.reason == "Launched"
+    assert p.status["jobName"] == "mti-digits-1" and p.status["startTime"] == NOW
+    (claim,) = p.claims
+    assert claim == Claim(("ml", "vision"), "digits-1", "digits")
+
+
+def test_invalid_spec_is_not_accepted() -> None:
+    row = next(r for r in ROWS if r.id == "invalid-spec")
+    conditions = {c["type"]: c for c in plan(row).status["conditions"]}
+    assert conditions[api.ACCEPTED]["status"] == "False"
+    assert conditions[api.ACCEPTED]["reason"] == api.FAILED
+
+
+def test_transitions_keep_times_of_unchanged_conditions() -> None:
+    row = next(r for r in ROWS if r.id == "job-running")
+    p = plan(row)
+    conditions = {c["type"]: c for c in p.status["conditions"]}
+    assert conditions[api.ACCEPTED]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert conditions[api.RUNNING]["lastTransitionTime"] == NOW
+
+
+def test_preemptions_are_counted_and_announced_once() -> None:
+    row = next(r for r in ROWS if r.id == "preempted")
+    p = plan(row)
+    assert p.status["preemptions"] == 2
+    (count,) = [a for a in p.announce if isinstance(a, Count)]
+    assert count.amount == 2
+    assert [a.reason for a in p.announce if isinstance(a, Event)] == ["Preempted"]
+
+
+def test_no_forgetting_progress_becomes_a_condition() -> None:
+    row = replace(
+        next(r for r in ROWS if r.id == "succeeded-is-final"),
+        status={**state(api.SUCCEEDED), "progress": {"noForgettingVerified": False}},
+    )
+    conditions = {c["type"]: c for c in plan(row).status["conditions"]}
+    assert conditions[api.NO_FORGETTING]["status"] == "False"
+    assert conditions[api.NO_FORGETTING]["reason"] == "ForgettingDetected"
+
+
+# ------------------------------------------------------------------------------ systems
+
+BOOT = {"preset": "mu-tiny", "bootstrap": {"task": "digits", "dataset": {"uri": "digits"}}}
+PVC_STORE = {"uri": "file:///data/s", "persistentVolumeClaim": {"claimName": "store"}}
+IN_USE = ProbeResult(True, False, "in use")
+EMPTY = ProbeResult(True, True, "empty")
+BOOT_READY = {"conditions": [{"type": "RootReady", "status": "True", "reason": "Bootstrapped"}]}
+
+# (id, spec, old status, storage seen, bootstrap Job, Ready, reason, actions, storeEmpty)
+SYSTEMS: list[tuple[str, dict[str, Any], dict[str, Any], Any, Any, bool, str, int, bool]] = [
+    ("published", {}, {}, IN_USE, None, True, "Ready", 0, False),
+    ("empty-no-bootstrap", {}, {}, EMPTY, None, True, "Ready", 0, True),
+    ("unreachable", {}, {}, ProbeResult(False, True, "gone"), None, False, "Unreachable", 0, False),
+    ("empty-bootstraps", {"rootModel": BOOT}, {}, EMPTY, None, False, "Bootstrapping", 2, False),
+    (
+        "bootstrap-running",
+        {"rootModel": BOOT},
+        {},
+        EMPTY,
+        job({"active": 1}),
+        False,
+        "Bootstrapping",
+        0,
+        False,
+    ),
+    ("bootstrap-done", {"rootModel": BOOT}, {}, EMPTY, job(COMPLETE), True, "Ready", 0, False),
+    ("bootstrap-failed", {"rootModel": BOOT}, {}, EMPTY, job(FAILED), False, "Failed", 0, False),
+    (
+        "claim-missing",
+        {"storage": PVC_STORE},
+        {},
+        ClaimSeen("store", None),
+        None,
+        False,
+        "Unreachable",
+        0,
+        False,
+    ),
+    (
+        "claim-lost",
+        {"storage": PVC_STORE},
+        {},
+        ClaimSeen("store", "Lost"),
+        None,
+        False,
+        "Unreachable",
+        0,
+        False,
+    ),
+    (
+        "claim-pending-bootstraps",
+        {"storage": PVC_STORE, "rootModel": BOOT},
+        {},
+        ClaimSeen("store", "Pending"),
+        None,
+        False,
+        "Bootstrapping",
+        2,
+        False,
+    ),
+    (
+        "claim-rooted-no-rebootstrap",
+        {"storage": PVC_STORE, "rootModel": BOOT},
+        BOOT_READY,
+        ClaimSeen("store", "Bound"),
+        None,
+        True,
+        "Ready",
+        0,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "old", "storage", "boot_job", "ready", "reason", "actions", "store_empty"),
+    [s[1:] for s in SYSTEMS],
+    ids=[s[0] for s in SYSTEMS],
+)
+def test_system_plan(
+    spec: dict[str, Any],
+    old: dict[str, Any],
+    storage: Any,
+    boot_job: Any,
+    ready: bool,
+    reason: str,
+    actions: int,
+    store_empty: bool,
+) -> None:
+    system = parse_system(merged(SYSTEM, **spec))
+    observed = SystemObserved(status=old, now=NOW, storage=storage, bootstrap_job=boot_job)
+    p = plan_system(system, observed, S)
+    conditions = {c["type"]: c for c in p.status["conditions"]}
+    assert conditions[api.READY]["status"] == str(ready)
+    assert conditions[api.READY]["reason"] == reason
+    assert len(p.actions) == actions
+    if actions:
+        created = p.actions[-1]
+        assert isinstance(created, Create) and created.body["metadata"]["name"] == (
+            "mti-vision-bootstrap"
+        )
+        assert created.on_created is not None and created.on_created.reason == "Bootstrapping"
+    assert p.status["storeEmpty"] is store_empty
+    (event,) = p.announce
+    assert isinstance(event, Event) and (event.reason, event.warning) == (reason, not ready)
+    again = plan_system(system, replace(observed, status={**old, **p.status}), S)
+    assert again.status == {} and again.announce == ()
+
+
+def test_system_summary_from_succeeded_introductions() -> None:
+    done = Peer(
+        "d1",
+        "digits",
+        api.SUCCEEDED,
+        "t0",
+        progress={"paramsAdded": 10, "systemParams": 99},
+        completion_time="t2",
+    )
+    older = Peer(
+        "d0", "digits", api.SUCCEEDED, "t0", progress={"paramsAdded": 5}, completion_time="t1"
+    )
+    running = Peer("c", "cifar", api.RUNNING, "t0")
+    observed = SystemObserved(status={}, now=NOW, storage=IN_USE, peers=(done, older, running))
+    st = plan_system(parse_system(SYSTEM), observed, S).status
+    assert st["tasks"] == ["digits"] and st["taskCount"] == 1
+    assert st["taskParams"]["digits"]["introduction"] == "d1"
+    assert st["totalParams"] == 99 and st["activeIntroductions"] == 1
+    assert st["lastPublish"] == "t2"
