@@ -9,6 +9,8 @@ from typing import Final
 
 from mutask.contract import GROUP
 
+OPERATOR: Final = f"{GROUP}/operator"  # its finalizer (on systems) and reporting component
+
 # Labels and annotations put on everything the operator creates.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "mutask-operator"

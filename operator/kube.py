@@ -1,8 +1,8 @@
 """A thin JSON REST layer over the official ``kubernetes`` client's ApiClient.
 
 Plain dicts in and out (the builders produce dicts; the typed models would only re-validate
-them), merge patches, get-before-create with 409 handling, client-side label filtering (cheap,
-and correct even against API stand-ins that ignore label selectors).
+them), merge patches, get-before-create with 409 handling, status commits with a
+resourceVersion precondition, best-effort events. Client configuration is loaded here only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 from kubernetes import client, config
 
@@ -96,11 +95,8 @@ class Kube:
         path: str,
         body: Any = None,
         *,
-        query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        if query:
-            path = f"{path}?{urlencode(dict(query))}"
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api_client.param_serialize(
             method=method,
@@ -178,23 +174,6 @@ class Kube:
             raise
         return True
 
-    def list(self, path: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        query = (
-            {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
-        )
-        result = self.request("GET", path, query=query) or {}
-        items = [i for i in result.get("items") or [] if isinstance(i, dict)]
-        if labels:
-            items = [
-                i
-                for i in items
-                if all(
-                    (i.get("metadata") or {}).get("labels", {}).get(k) == v
-                    for k, v in labels.items()
-                )
-            ]
-        return items
-
     def post_event(
         self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
     ) -> None:
@@ -221,7 +200,7 @@ class Kube:
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
             "source": {"component": api.MANAGED_BY},
-            "reportingComponent": f"{contract.GROUP}/operator",
+            "reportingComponent": api.OPERATOR,
             "reportingInstance": api.MANAGED_BY,
             "firstTimestamp": now,
             "lastTimestamp": now,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mutask import contract
+from mutask.operator import api
 from mutask.operator.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -66,6 +66,6 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     out.watching.client_timeout = settings.watch_client_timeout
     out.watching.connect_timeout = settings.watch_connect_timeout
     out.execution.max_workers = settings.max_workers
-    out.persistence.finalizer = f"{contract.GROUP}/operator"  # kopf timers need one (systems)
+    out.persistence.finalizer = api.OPERATOR  # kopf timers need one (on systems)
     out.posting.level = logging.WARNING
     return out

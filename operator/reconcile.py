@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
+from mutask import contract
 from mutask.operator import api, metrics
 from mutask.operator.actions import Claim, Plan
 from mutask.operator.apply import apply
@@ -33,7 +34,7 @@ from mutask.operator.system_plan import ClaimSeen, ProbeResult, SystemObserved, 
 
 def reconcile_introduction(ctx: Context, idx: Indexes, namespace: str, name: str) -> Plan | None:
     """Converge one introduction; returns the committed plan (None: gone, or refused as stale)."""
-    with metrics.timed("TaskIntroduction"):
+    with metrics.timed(contract.TI_KIND):
         body = ctx.kube.get(ti_path(namespace, name))
         if body is None or meta(body).get("deletionTimestamp"):
             return None
@@ -72,7 +73,7 @@ def observe_introduction(
 
 def reconcile_system(ctx: Context, idx: Indexes, namespace: str, name: str) -> Plan | None:
     """Converge one system's status; returns the committed plan (None: gone or stale)."""
-    with metrics.timed("MultitaskSystem"):
+    with metrics.timed(contract.MTS_KIND):
         body = ctx.kube.get(mts_path(namespace, name))
         if body is None or meta(body).get("deletionTimestamp"):
             return None
