@@ -39,6 +39,16 @@ INTRO: dict[str, Any] = {
 }
 
 
+# Plan tables: the clock value, trainer Jobs in their states.
+NOW = "2026-01-01T00:00:10Z"
+COMPLETE = {"conditions": [{"type": "Complete", "status": "True"}]}
+FAILED = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]}
+
+
+def job(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "mti-digits-1"}, "spec": spec, "status": status or {}}
+
+
 def merged(base: dict[str, Any], **spec: Any) -> dict[str, Any]:
     out = copy.deepcopy(base)
     out["spec"].update(copy.deepcopy(spec))
