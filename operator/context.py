@@ -12,7 +12,10 @@ from typing import Any
 from mutask.operator.admission import Claims, Peer
 from mutask.operator.kube import Kube
 from mutask.operator.settings import Settings
+from mutask.operator.spec import SystemSpec
 from mutask.operator.storage import StorageProber
+
+SystemSeen = tuple[SystemSpec, Mapping[str, Any]]  # a MultitaskSystem's spec and status
 
 
 def utc_now() -> str:
@@ -34,12 +37,17 @@ class Context:
 class Indexes:
     """kopf's in-memory indexes (built from the watch streams) as the reconcilers read them.
 
-    ``peers``: (namespace, system) -> the system's introductions; ``preempted``: (namespace,
-    introduction) -> uids of its preempted trainer pods.
+    ``peers``: (namespace, system) -> the system's introductions; ``systems``: (namespace,
+    name) -> the system's spec and status; ``preempted``: (namespace, introduction) -> uids of
+    its preempted trainer pods.
     """
 
     peers_index: Mapping[Any, Iterable[Peer]] = field(default_factory=dict)
     preempted_index: Mapping[Any, Iterable[str]] = field(default_factory=dict)
+    systems_index: Mapping[Any, Iterable[SystemSeen]] = field(default_factory=dict)
+
+    def system(self, namespace: str, name: str) -> SystemSeen | None:
+        return next(iter(self.systems_index.get((namespace, name), [])), None)
 
     def peers(self, namespace: str, system: str) -> list[Peer]:
         return list(self.peers_index.get((namespace, system), []))

@@ -26,12 +26,12 @@ import kopf
 from mutask import contract
 from mutask.operator import api, metrics
 from mutask.operator.admission import Peer, peer_of
-from mutask.operator.context import Context, Indexes
+from mutask.operator.context import Context, Indexes, SystemSeen
 from mutask.operator.kube import Kube, load_client_config
 from mutask.operator.objects import introduction_of, is_preempted, meta
 from mutask.operator.reconcile import reconcile_introduction, reconcile_system
 from mutask.operator.settings import Settings
-from mutask.operator.spec import parse_introduction
+from mutask.operator.spec import parse_introduction, parse_system
 
 log = logging.getLogger(__name__)
 MANAGED = {api.LABEL_MANAGED_BY: api.MANAGED_BY}
@@ -46,6 +46,7 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     kopf.on.startup(registry=reg)(startup)
     kopf.on.probe(id="introductions", registry=reg)(probe_introductions)
     kopf.index(*TI, id="peers_index", registry=reg)(peers_index)
+    kopf.index(*MTS, id="systems_index", registry=reg)(systems_index)
     kopf.index("pods", labels=MANAGED, id="preempted_index", registry=reg)(preempted_index)
     kopf.on.event(*TI, registry=reg)(on_introduction)
     kopf.on.event(*MTS, registry=reg)(on_system)
@@ -100,7 +101,11 @@ def _ctx(memo: Mapping[str, Any]) -> Context:
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> Indexes:
-    return Indexes(kwargs.get("peers_index", {}), kwargs.get("preempted_index", {}))
+    return Indexes(
+        peers_index=kwargs.get("peers_index", {}),
+        preempted_index=kwargs.get("preempted_index", {}),
+        systems_index=kwargs.get("systems_index", {}),
+    )
 
 
 def probe_introductions(**kwargs: Any) -> dict[str, int]:
@@ -112,6 +117,12 @@ def peers_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], Peer]:
     """TaskIntroductions by (namespace, system), as admission and the summary see them."""
     intro = parse_introduction(body)
     return {intro.system_key: peer_of(intro, body.get("status") or {})}
+
+
+def systems_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], SystemSeen]:
+    """MultitaskSystems by (namespace, name): what admission reads without a GET."""
+    system = parse_system(body)
+    return {(system.ref.namespace, system.ref.name): (system, dict(body.get("status") or {}))}
 
 
 def preempted_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, str] | None:

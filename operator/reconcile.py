@@ -55,19 +55,20 @@ def reconcile_introduction(ctx: Context, idx: Indexes, namespace: str, name: str
 def observe_introduction(
     ctx: Context, idx: Indexes, intro: IntroductionSpec, ti_status: Mapping[str, Any]
 ) -> Observed:
-    """Read the introduction's Job and system (not for a finished one: nothing can change it)."""
+    """Read the introduction's Job (not for a finished one: nothing can change it); its system
+    comes from kopf's index of systems (the watch stream's view, no GET)."""
     ns = intro.ref.namespace
     world = Observed(
         status=ti_status, now=ctx.clock(), preemptions=idx.preemptions(ns, intro.ref.name)
     )
     if current_state(ti_status) in api.TERMINAL:
         return world
-    system = ctx.kube.get(mts_path(ns, intro.system))
+    system, system_status = idx.system(ns, intro.system) or (None, None)
     return replace(
         world,
         job=ctx.kube.get(job_path(ns, job_name(intro.ref.name))),
-        system=parse_system(system) if system else None,
-        system_status=status(system) if system else None,
+        system=system,
+        system_status=system_status,
     )
 
 
