@@ -26,7 +26,7 @@ from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.pool import component_seed
 from mutask.trainer.runtime.device import DeviceChoice
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
-from mutask.trainer.training import TrainSettings, evaluate, train_candidate
+from mutask.trainer.training import Candidate, TrainSettings, evaluate, train_candidate
 
 Task = tuple[str, DatasetConfig]
 BASELINES = ("finetune", "head", "adapters", "sequential")
@@ -190,15 +190,7 @@ def run_baseline(
             augmenter,
         )
         train_candidate(
-            model,
-            own,
-            [{} for _ in own],
-            hparams,
-            iter(stream),
-            val,
-            lambda q: q,
-            float("-inf"),
-            settings,
+            Candidate(model, own, [{} for _ in own], hparams), iter(stream), val, settings
         )
         total += _numel(added)
         models[name] = model

@@ -21,7 +21,7 @@ from mutask.trainer.manifest import build_manifest
 from mutask.trainer.models import get_shape, load_root_weights
 from mutask.trainer.pool import ComponentPool
 from mutask.trainer.store.objects import PreconditionFailed, StoreError
-from mutask.trainer.training import evaluate, train_candidate
+from mutask.trainer.training import Candidate, evaluate, train_candidate
 
 # SGD on a ViT trained from scratch needs a larger step than the spec's fine-tuning default
 # (0.01): on the demo's MNIST root, 0.1 reaches ~0.90 validation accuracy in 600 steps where
@@ -70,14 +70,9 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
         settings = engine.settings(cfg)
         settings = replace(settings, rounds=rounds)
         result, momentum = train_candidate(
-            model,
-            own,
-            [{} for _ in own],
-            hparams,
+            Candidate(model, own, [{} for _ in own], hparams),
             iter(stream),
             data.validation,
-            lambda q: q,
-            float("-inf"),
             settings,
             should_stop=engine.should_stop,
         )

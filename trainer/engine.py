@@ -30,10 +30,8 @@ from mutask.trainer.evolution import (
 )
 from mutask.trainer.evolution.hparams import SearchSpace
 from mutask.trainer.forgetting import Verification, probe_sha256, verify_task
-from mutask.trainer.generation import candidate_spec, train_generation
 from mutask.trainer.manifest import build_manifest
-from mutask.trainer.placement import train_placed
-from mutask.trainer.pool import ComponentPool
+from mutask.trainer.pool import ComponentPool, pool_candidate
 from mutask.trainer.runtime.device import (
     DeviceChoice,
     auto_candidate_workers,
@@ -44,7 +42,13 @@ from mutask.trainer.store.lease import Lease, LeaseLost, new_holder_id
 from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
 from mutask.trainer.taskdata import DeviceTask, TaskDataCache
-from mutask.trainer.training import Batch, TrainSettings, evaluate
+from mutask.trainer.training import (
+    Batch,
+    TrainSettings,
+    evaluate,
+    train_generation,
+    train_placed,
+)
 
 ProgressSink = Callable[[Mapping[str, object]], None]
 
@@ -306,13 +310,18 @@ class Engine:
                     )
                 )
 
-            if len(self.device.devices) > 1:  # one candidate per device (k -> k % n)
+            devices = self.device.devices
+            n = len(devices)
+            candidates = [  # materialised in candidate order; k on devices[k % n]
+                pool_candidate(
+                    pool, plan, _score_fn(it, plan.path), it.bar(plan.path), k % n, devices[k % n]
+                )
+                for k, plan in enumerate(plans)
+            ]
+            if n > 1:  # one candidate per device (k -> k % n)
                 trained = train_placed(
-                    pool,
-                    plans,
-                    [_score_fn(it, p.path) for p in plans],
-                    [it.bar(p.path) for p in plans],
-                    self.device.devices,
+                    candidates,
+                    devices,
                     batches,
                     val,
                     settings,
@@ -320,20 +329,19 @@ class Engine:
                     on_step=tick,
                     should_stop=self.should_stop,
                 )
+                for plan in plans:
+                    for cid in plan.trainable_ids:
+                        pool.to_home(cid)
             else:
-                specs = [
-                    candidate_spec(pool, plan, _score_fn(it, plan.path), it.bar(plan.path))
-                    for plan in plans
-                ]
                 trained = train_generation(
-                    specs,
+                    candidates,
                     batches,
                     val,
                     settings,
                     lockstep=self.lockstep,
                     on_step=tick,
                     should_stop=self.should_stop,
-                    workers=self.candidate_workers(len(specs)),
+                    workers=self.candidate_workers(len(candidates)),
                 )
             for k, (plan, (result, momentum)) in enumerate(zip(plans, trained, strict=True)):
                 joined = False

@@ -23,11 +23,10 @@ from mutask.trainer.config import (
 from mutask.trainer.data import Augmenter, BatchStream
 from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import ViTShape, architecture
-from mutask.trainer.generation import CandidateSpec, train_generation
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import Interrupted, TrainSettings
+from mutask.trainer.training import Candidate, Interrupted, TrainSettings, train_generation
 
 SHAPE = ViTShape(hidden=32, depth=3, heads=4, mlp=64, patch=4, image_size=16)
 HP = {"opt_lr": 0.05, "opt_lr_warmup_ratio": 0.1, "opt_momentum": 0.9, "opt_nesterov": False}
@@ -46,9 +45,9 @@ def _root() -> dict[str, nn.Module]:
     return root
 
 
-def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
+def _candidates(root: dict[str, nn.Module]) -> list[Candidate]:
     """Four children with different frozen prefixes (whole trunk, 2 blocks, stem, none)."""
-    specs: list[CandidateSpec] = []
+    specs: list[Candidate] = []
     layouts: list[tuple[set[int], set[str], dict[str, float | bool]]] = [
         (set(), {"encoder_norm", "head"}, {}),
         (set(), {"encoderblock_2", "encoder_norm", "head"}, {"opt_nesterov": True}),
@@ -84,7 +83,7 @@ def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
             parts.append((name, module))
         bar = 0.4 if k == 1 else float("-inf")
         specs.append(
-            CandidateSpec(
+            Candidate(
                 PathModel(parts),
                 trainable,
                 momentum,

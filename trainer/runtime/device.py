@@ -18,9 +18,9 @@ class DeviceChoice:
     """The device to train on, its kind, how many there are, and the autocast dtype.
 
     ``devices`` are the devices a generation's candidates are placed on (candidate ``k`` on
-    ``devices[k % n]``, see :mod:`mutask.trainer.placement`); the first is always ``device``,
-    which holds the pool, the data and everything outside generation training. It defaults to
-    ``(device,)``: one device, nothing split.
+    ``devices[k % n]``, see :mod:`mutask.trainer.training.placement`); the first is always
+    ``device``, which holds the pool, the data and everything outside generation training. It
+    defaults to ``(device,)``: one device, nothing split.
     """
 
     device: torch.device
