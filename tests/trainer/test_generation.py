@@ -26,7 +26,13 @@ from mutask.trainer.evolution import ViTShape, architecture
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import Candidate, Interrupted, TrainSettings, train_generation
+from mutask.trainer.training import (
+    Candidate,
+    Interrupted,
+    Lockstep,
+    TrainSettings,
+    train_generation,
+)
 
 SHAPE = ViTShape(hidden=32, depth=3, heads=4, mlp=64, patch=4, image_size=16)
 HP = {"opt_lr": 0.05, "opt_lr_warmup_ratio": 0.1, "opt_momentum": 0.9, "opt_nesterov": False}
@@ -230,3 +236,27 @@ def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
     a, b = manifests
     for key in ("test_accuracy", "probe_sha256", "path", "score", "params", "components"):
         assert a.get(key) == b.get(key), key
+
+
+def test_rounds_can_continue_for_a_subset_of_candidates() -> None:
+    """Successive halving's need: after a round only some candidates go on, with the very
+    bits they would have had trained to the end on their own."""
+    settings = TrainSettings(rounds=2, steps_per_round=4, eval_batch_size=16)
+    specs = _candidates(_root())
+    with Lockstep(specs, _stream(), _validation(), settings, workers=2) as loop:
+        first = loop.train_round()
+        second = loop.train_round([3, 1])
+        halved = loop.finish()
+    assert len(first) == 4 and len(second) == 2
+    assert [len(r.rounds) for r, _ in halved] == [1, 2, 1, 2]
+    assert [r.steps for r, _ in halved] == [4, 8, 4, 8]
+    alone = train_generation(_candidates(_root()), _stream, _validation(), settings, lockstep=False)
+    for k in (1, 3):
+        assert [x.quality for x in halved[k][0].rounds] == [x.quality for x in alone[k][0].rounds]
+        assert second[[3, 1].index(k)] == alone[k][0].rounds[1].quality
+        assert halved[k][0].score == alone[k][0].score
+        assert all(
+            torch.equal(a, b)
+            for d1, d2 in zip(halved[k][1], alone[k][1], strict=True)
+            for a, b in zip(d1.values(), d2.values(), strict=True)
+        )
