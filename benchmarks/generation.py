@@ -42,15 +42,15 @@ from mutask.trainer.evolution import (
     large_space,
 )
 from mutask.trainer.evolution.hparams import DEPTH, MU
+from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
+from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.models import get_shape
-from mutask.trainer.pool import ComponentPool, pool_candidate
 from mutask.trainer.runtime.device import (
     auto_candidate_workers,
     available_cpus,
     select_device,
 )
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.taskdata import TaskDataCache
 from mutask.trainer.training import (
     Batch,
     CandidateResult,

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from safetensors.torch import load as st_load
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, ModelConfig
-from mutask.trainer.engine import Engine
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.emulator import FakeGcs
 from mutask.trainer.store.gc import collect_garbage

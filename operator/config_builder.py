@@ -76,7 +76,7 @@ def build_config(
     """The trainer config of ``intro``; validated (raises ConfigError naming the field)."""
     s_spec, i_spec = spec(system), spec(intro)
     ds = _sub(i_spec, "dataset")
-    dataset = DatasetConfig(source=str(ds.get("uri", "")))
+    dataset_fields: dict[str, Any] = {"source": str(ds.get("uri", ""))}
     for crd_key, attr in (
         ("trainSplit", "train_split"),
         ("validationSplit", "validation_split"),
@@ -85,35 +85,39 @@ def build_config(
         ("maxTrainExamples", "max_train_examples"),
     ):
         if ds.get(crd_key) is not None:
-            setattr(dataset, attr, ds[crd_key])
+            dataset_fields[attr] = ds[crd_key]
     if ds.get("labels") is not None:
-        dataset.labels = [int(v) for v in ds["labels"]]
+        dataset_fields["labels"] = [int(v) for v in ds["labels"]]
     if ds.get("labelMap") is not None:
-        dataset.label_map = {str(k): int(v) for k, v in ds["labelMap"].items()}
+        dataset_fields["label_map"] = {str(k): int(v) for k, v in ds["labelMap"].items()}
+    dataset = DatasetConfig(**dataset_fields)
 
-    budget = BudgetConfig()
+    budget_fields: dict[str, Any] = {}
     for source in (_sub(_sub(s_spec, "defaults"), "budget"), _sub(i_spec, "budget")):
         for crd_key, attr in _BUDGET.items():
             if source.get(crd_key) is not None:
-                setattr(budget, attr, int(source[crd_key]))
+                budget_fields[attr] = int(source[crd_key])
+    budget = BudgetConfig(**budget_fields)
 
-    search = SearchConfig()
+    search_fields: dict[str, Any] = {}
     i_search = _sub(i_spec, "search")
     scale = i_search.get("sizeScale", _sub(s_spec, "scoring").get("sizeScale"))
     if scale is not None:
-        search.size_scale = float(scale)
+        search_fields["size_scale"] = float(scale)
     for crd_key, attr in _SEARCH.items():
         if i_search.get(crd_key) is not None:
-            setattr(search, attr, i_search[crd_key])
+            search_fields[attr] = i_search[crd_key]
+    search = SearchConfig(**search_fields)
 
     root = _sub(s_spec, "rootModel")
-    model = ModelConfig()
+    model_fields: dict[str, Any] = {}
     if root.get("preset"):
-        model.preset = str(root["preset"])
+        model_fields["preset"] = str(root["preset"])
     if root.get("imageSize") is not None:
-        model.image_size = int(root["imageSize"])
+        model_fields["image_size"] = int(root["imageSize"])
     if root.get("weightsURI"):
-        model.weights = str(root["weightsURI"])
+        model_fields["weights"] = str(root["weightsURI"])
+    model = ModelConfig(**model_fields)
 
     accel = resolve_accelerator(system, intro)
     config = IntroduceConfig(

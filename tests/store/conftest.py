@@ -77,8 +77,8 @@ def root_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local store holding only a tiny bootstrapped root (mu-tiny, 16 px, digits)."""
     from store_testutil import tiny_config
 
-    from mutask.trainer.bootstrap import bootstrap_root
-    from mutask.trainer.engine import Engine
+    from mutask.trainer.iteration.bootstrap import bootstrap_root
+    from mutask.trainer.iteration.engine import Engine
     from mutask.trainer.runtime.device import select_device
     from mutask.trainer.store.system_store import SystemStore
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import (
     BudgetConfig,
     DatasetConfig,
@@ -21,8 +20,9 @@ from mutask.trainer.config import (
     SearchConfig,
 )
 from mutask.trainer.data import Augmenter, BatchStream
-from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import ViTShape, architecture
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.system_store import SystemStore
@@ -174,18 +174,19 @@ def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
     engine = Engine(
         SystemStore.open(str(tmp_path)), select_device("cpu"), progress_bars=False, cpus=1
     )
-    assert engine.usable_cpus() == 1
-    assert engine.candidate_workers(8) == 1  # a one-CPU request: no extra threads
+    assert engine.cpu.usable_cpus() == 1
+    assert engine.cpu.candidate_workers("cpu", 8) == 1  # a one-CPU request: no extra threads
     assert (
-        Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=5).candidate_workers(
-            3
-        )
+        Engine(
+            SystemStore.open(str(tmp_path)), select_device("cpu"), workers=5
+        ).cpu.candidate_workers("cpu", 3)
         == 3
     )  # never more than candidates
     with pytest.raises(ValueError, match="workers"):
         Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=0)
     gpu = DeviceChoice(torch.device("cuda"), "cuda", 1, None)  # never touched: no CUDA call
-    assert Engine(SystemStore.open(str(tmp_path)), gpu, workers=4).candidate_workers(8) == 1
+    engine = Engine(SystemStore.open(str(tmp_path)), gpu, workers=4)
+    assert engine.cpu.candidate_workers(engine.device.kind, 8) == 1
 
 
 def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
@@ -229,7 +230,8 @@ def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
     manifests = []
     for folder, lockstep in (("a", True), ("b", False)):
         engine = _engine(tmp_path / folder, lockstep=lockstep, workers=2 if lockstep else None)
-        assert engine.candidate_workers(3) == (2 if lockstep else 1)
+        workers = engine.cpu.candidate_workers("cpu", 3) if engine.lockstep else 1
+        assert workers == (2 if lockstep else 1)
         out = engine.introduce(replace(task, store=str(tmp_path / folder)))
         assert out.candidates_trained == 6 and all(v.ok for v in out.verifications)
         manifests.append(out.manifest)

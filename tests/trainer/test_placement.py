@@ -17,12 +17,12 @@ import pytest
 import torch
 from trainer_testutil import SHAPE, same_state
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
-from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import Component, NewComponent
 from mutask.trainer.evolution import Path as EvoPath
-from mutask.trainer.pool import ComponentPool
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
+from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.objects import LocalObjectStore
 from mutask.trainer.store.system_store import SystemStore

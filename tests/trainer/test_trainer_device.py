@@ -15,12 +15,12 @@ import pytest
 import torch
 from trainer_testutil import HP, forever, same_state, snapshot, toy_data, toy_model
 
-from mutask.trainer.runtime.device import (
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.threads import (
     auto_candidate_workers,
     available_cpus,
     cgroup_cpu_limit,
     requested_cpus,
-    select_device,
 )
 from mutask.trainer.training import Candidate, TrainSettings, train_candidate
 
