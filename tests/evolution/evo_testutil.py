@@ -38,15 +38,25 @@ MAX_LAYERS = 4
 
 
 def make_space(
-    *, adapters: bool = True, per_action_mu: bool = False, max_layers: int = MAX_LAYERS
+    *,
+    adapters: bool = True,
+    per_action_mu: bool = False,
+    max_layers: int = MAX_LAYERS,
+    tune_depth: bool = True,
 ) -> SearchSpace:
     """The large configuration, shrunk to the tiny shape (one deeper than the root)."""
     return large_space(
         max_layers=max_layers,
         adapters=adapters,
         per_action_mu=per_action_mu,
+        tune_depth=tune_depth,
         image_size=SHAPE.image_size,
     )
+
+
+def depth_of(path: Path) -> int:
+    """The number of transformer blocks on ``path``."""
+    return sum(1 for n in path.names if n.startswith("encoderblock_"))
 
 
 def make_system(space: SearchSpace | None = None, shape: ViTShape = SHAPE) -> System:
