@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from gcs_emulator import FakeGcs
 from store_testutil import copy_objects
 
-from mutask.trainer.store.emulator import FakeGcs
 from mutask.trainer.store.gcs import GcsObjectStore
 from mutask.trainer.store.objects import LocalObjectStore, ObjectStore
 
