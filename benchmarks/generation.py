@@ -45,11 +45,8 @@ from mutask.trainer.evolution.hparams import DEPTH, MU
 from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
 from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.models import get_shape
-from mutask.trainer.runtime.device import (
-    auto_candidate_workers,
-    available_cpus,
-    select_device,
-)
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.threads import auto_candidate_workers, available_cpus
 from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import (
     Batch,

@@ -7,12 +7,12 @@ detected forgetting exits 1 (see :class:`mutask.contract.ExitCode`).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
 
 from mutask.contract import ROOT_TASK, ExitCode
-from mutask.trainer.commands import dump
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine, FencedError
@@ -65,7 +65,7 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
     bad = [v for v in out.verifications if not v.ok]
     m = out.manifest
     print(
-        dump(
+        json.dumps(
             {
                 "task": out.task,
                 "iteration": out.iteration,
@@ -75,7 +75,10 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
                 "params": m["params"],
                 "seconds": round(out.seconds, 1),
                 "no_forgetting_verified": not bad,
-            }
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
         )
     )
     if bad:
