@@ -14,8 +14,10 @@ Nothing here reads a value back to the host inside a round: validation counts co
 predictions into a device tensor, and :func:`accuracy` turns it into a float once, at the
 round's end. Where the XLA backend hooks in: the learning rate is set in
 :meth:`CandidateTrainer.set_lr` (a device tensor there), the step boundary is the end of
-:meth:`CandidateTrainer.step`, and :func:`validation_chunks` is the one place validation data
-is cut into batches (fixed shapes with a padded, masked tail there).
+:meth:`CandidateTrainer.step` (in lockstep: once every candidate stepped on a batch, in
+``Lockstep._steps``), training batches already have one fixed shape (``BatchStream``), and
+:func:`validation_chunks` is the one place validation data is cut into batches (fixed shapes
+with a padded, masked tail there).
 """
 
 from __future__ import annotations
