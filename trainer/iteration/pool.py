@@ -3,7 +3,8 @@
 Frozen components are loaded once from their blobs and marked ``requires_grad=False``; a
 path's model references them (no copies). Components a child owns are deep copies of an
 ancestor's module and momentum, or fresh initialisations from a generator seeded by the
-component id, so materialising a plan is deterministic.
+component id, so materialising a plan is deterministic; :func:`pool_candidate` turns a
+plan into a training :class:`~mutask.trainer.training.Candidate`.
 
 With several devices (see :mod:`mutask.trainer.training.placement`) frozen components are also
 replicated once per extra device slot: read-only bit-identical copies, cached until the
