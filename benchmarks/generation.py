@@ -4,7 +4,7 @@ The reference way trains each candidate on its own (its own decoded and augmente
 stream, a full forward pass through the frozen layers, weight gradients of frozen layers
 computed too); mutask's way trains all K in lockstep on one shared stream, computes shared
 frozen prefixes once per batch, skips frozen weight gradients and, on a CPU, trains one
-candidate per core at a time (:mod:`mutask.trainer.generation`). The K plans are real
+candidate per core at a time (:mod:`mutask.trainer.training.lockstep`). The K plans are real
 µ2Net children (mutation of a root path with the large search space) for a new task on
 sklearn digits. All ways start from the same materialised candidates.
 
@@ -42,17 +42,19 @@ from mutask.trainer.evolution import (
     large_space,
 )
 from mutask.trainer.evolution.hparams import DEPTH, MU
-from mutask.trainer.generation import Momentum, candidate_spec, train_generation
+from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
+from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.models import get_shape
-from mutask.trainer.pool import ComponentPool
-from mutask.trainer.runtime.device import (
-    auto_candidate_workers,
-    available_cpus,
-    select_device,
-)
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.threads import auto_candidate_workers, available_cpus
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.taskdata import TaskDataCache
-from mutask.trainer.training import Batch, CandidateResult, TrainSettings
+from mutask.trainer.training import (
+    Batch,
+    CandidateResult,
+    Momentum,
+    TrainSettings,
+    train_generation,
+)
 
 Outcome = tuple[list[tuple[CandidateResult, Momentum]], list[list[torch.Tensor]], float]
 
@@ -158,7 +160,7 @@ def run_once(
     also computes their weight gradients (never applied: the optimizers hold only the
     candidates' own parameters), as a framework that differentiates the whole model does.
     """
-    specs = [candidate_spec(pool, p, _scorer(it, p), it.bar(p.path)) for p in plans]
+    specs = [pool_candidate(pool, p, _scorer(it, p), it.bar(p.path)) for p in plans]
     own = {id(m) for s in specs for m in s.trainable}
     frozen = [m for s in specs for _, m in s.model.items() if id(m) not in own]
     if way.frozen_grads:

@@ -39,7 +39,6 @@ from quality_methods import (
     steps_per_task,
 )
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import (
     BudgetConfig,
     DatasetConfig,
@@ -47,8 +46,9 @@ from mutask.trainer.config import (
     ModelConfig,
 )
 from mutask.trainer.data.builtin import data_dirs
-from mutask.trainer.engine import Engine
-from mutask.trainer.report import plot_sharing
+from mutask.trainer.demo.report import plot_sharing
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore
 

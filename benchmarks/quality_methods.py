@@ -20,13 +20,14 @@ from torch import nn
 
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
 from mutask.trainer.data import Augmenter, BatchStream
-from mutask.trainer.engine import Engine, derive_seed
 from mutask.trainer.evolution import System, architecture, large_space
+from mutask.trainer.iteration.engine import Engine
+from mutask.trainer.iteration.pool import component_seed
+from mutask.trainer.iteration.seeds import derive_seed
 from mutask.trainer.models import PathModel, build_component
-from mutask.trainer.pool import component_seed
 from mutask.trainer.runtime.device import DeviceChoice
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
-from mutask.trainer.training import TrainSettings, evaluate, train_candidate
+from mutask.trainer.training import Candidate, TrainSettings, evaluate, train_candidate
 
 Task = tuple[str, DatasetConfig]
 BASELINES = ("finetune", "head", "adapters", "sequential")
@@ -190,15 +191,7 @@ def run_baseline(
             augmenter,
         )
         train_candidate(
-            model,
-            own,
-            [{} for _ in own],
-            hparams,
-            iter(stream),
-            val,
-            lambda q: q,
-            float("-inf"),
-            settings,
+            Candidate(model, own, [{} for _ in own], hparams), iter(stream), val, settings
         )
         total += _numel(added)
         models[name] = model

@@ -22,7 +22,8 @@ from torch.nn import functional as F
 from mutask.trainer.data import BatchStream
 from mutask.trainer.evolution import architecture
 from mutask.trainer.models import PathModel, build_component, get_shape
-from mutask.trainer.training import TrainSettings, evaluate, lr_at, train_candidate
+from mutask.trainer.training import Candidate, TrainSettings, evaluate, train_candidate
+from mutask.trainer.training.schedule import lr_at
 
 HPARAMS = {"opt_lr": 0.05, "opt_momentum": 0.9, "opt_nesterov": False, "opt_lr_warmup_ratio": 0.05}
 
@@ -89,14 +90,9 @@ def mutask_side(
 ) -> float:
     stream = BatchStream(x, y, batch, seed=0, augmenter=None)
     result, _ = train_candidate(
-        model,
-        own,
-        [{} for _ in own],
-        HPARAMS,
+        Candidate(model, own, [{} for _ in own], HPARAMS),
         iter(stream),
         val,
-        lambda q: q,
-        float("-inf"),
         TrainSettings(rounds, steps),
     )
     return float(result.examples)

@@ -22,22 +22,26 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, ModelConfig
-from mutask.trainer.engine import Engine
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
-from mutask.trainer.store.emulator import FakeGcs
 from mutask.trainer.store.gc import collect_garbage
 from mutask.trainer.store.lease import Lease
 from mutask.trainer.store.system_store import BLOBS, TASKS, SystemStore, encode_component
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "store"))
+from gcs_emulator import FakeGcs
 
 TRANSFORMS = ["rot90", "rot180", "flip_lr", "flip_ud", "transpose", "invert"]
 

@@ -1,14 +1,18 @@
-"""The `mutask` command line: demo, introduce, bootstrap, show, evaluate, verify, export, gc,
-operator. Heavy modules (torch, kopf) are imported inside each command, so `mutask --help`
-is instant and `mutask operator` runs in the operator image, which has no torch.
+"""The `mutask` command line: argument parsing and dispatch, nothing else.
+
+Subcommands: demo, introduce, show, evaluate, verify, export, gc, operator. `introduce`
+runs :func:`mutask.trainer.run.run_introduction` (a trainer pod's main), `operator` the
+Kubernetes operator, the others :mod:`mutask.trainer.commands`. Heavy modules (torch, kopf)
+are imported only once a command runs, so `mutask --help` is instant and `mutask operator`
+runs in the operator image, which has no torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,19 @@ from mutask.trainer.config import (
     SearchConfig,
 )
 
-DEFAULT_STORE = "mutask-store"
+DEFAULT_STORE = IntroduceConfig.__dataclass_fields__["store"].default
+# flags that override a --config file's value whenever they are given (any value, 0 too)
+OVERRIDES = ("store", "seed", "device", "precision", "metrics_port", "workers")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def _add_common(p: argparse.ArgumentParser, store: bool = True) -> None:
@@ -30,11 +46,10 @@ def _add_common(p: argparse.ArgumentParser, store: bool = True) -> None:
         p.add_argument(
             "--store",
             default=DEFAULT_STORE,
-            help="system storage: a folder, file:// or gs://bucket/prefix "
-            f"(default: ./{DEFAULT_STORE})",
+            help="system storage: a folder, file:// or gs://bucket/prefix",
         )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | xla (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | xla")
 
 
 def _add_workers(p: argparse.ArgumentParser) -> None:
@@ -42,8 +57,8 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         help="candidates of a generation trained at once on a CPU, ignored on GPU/TPU "
-        "(default: one per "
-        "available core for small models; results are the same for any value)",
+        "(default: one per available core for small models; results are the same for any "
+        "value)",
     )
 
 
@@ -53,24 +68,55 @@ def _introduce_parser(sub: Any) -> None:
         help="run one task iteration (what trainer pods run)",
         description="Introduce a task into the system, or revisit it: evolve "
         "candidates, train them, publish the best path, verify no forgetting.",
+        formatter_class=_Formatter,
     )
-    _add_common(p)
     p.add_argument(
         "--config",
         type=Path,
-        help="JSON config file (IntroduceConfig); flags "
-        "below are ignored when given, except --store/--seed/--device/--workers if set",
+        help="JSON config file (IntroduceConfig); the task, dataset, budget, search and "
+        "model flags below are then ignored; --store, --seed, --device, --precision, "
+        "--metrics-port and --workers override the file's values when given",
     )
+    p.add_argument(
+        "--store",
+        help=f"system storage: a folder, file:// or gs://bucket/prefix (default: "
+        f"./{DEFAULT_STORE}, or the config file's)",
+    )
+    p.add_argument("--seed", type=int, help="random seed (default: 0, or the config file's)")
+    p.add_argument(
+        "--device",
+        help="auto | cpu | cuda[:N] | xla (default: auto, or the config file's)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        help="auto: bfloat16 autocast on TPUs and bf16-capable GPUs, else float32 "
+        "(default: auto, or the config file's)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (default: none, or the config file's)",
+    )
+    _add_workers(p)
     p.add_argument("--task", help="task name, e.g. digits or private:my-task")
     p.add_argument(
         "--dataset",
-        default="digits",
-        help="digits | mnist | fashion_mnist | path/URI of .npz (default: digits)",
+        default=DatasetConfig.source,
+        help="digits | mnist | fashion_mnist | path/URI of .npz",
     )
-    p.add_argument("--labels", help="comma-separated label subset, e.g. 0,1,2")
-    p.add_argument("--transform", help="rot90 | rot180 | flip_lr | flip_ud | transpose | invert")
-    p.add_argument("--generations", type=int, default=BudgetConfig.generations)
-    p.add_argument("--candidates", type=int, default=BudgetConfig.candidates)
+    p.add_argument("--labels", help="comma-separated label subset, e.g. 0,1,2 (default: all)")
+    p.add_argument(
+        "--transform",
+        help="rot90 | rot180 | flip_lr | flip_ud | transpose | invert (default: none)",
+    )
+    p.add_argument("--generations", type=int, default=BudgetConfig.generations, help="generations")
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=BudgetConfig.candidates,
+        help="candidates per generation",
+    )
     p.add_argument(
         "--rounds",
         type=int,
@@ -83,7 +129,9 @@ def _introduce_parser(sub: Any) -> None:
         default=BudgetConfig.steps_per_round,
         help="training steps per validation round",
     )
-    p.add_argument("--batch-size", type=int, default=BudgetConfig.batch_size)
+    p.add_argument(
+        "--batch-size", type=int, default=BudgetConfig.batch_size, help="training batch size"
+    )
     p.add_argument(
         "--size-scale",
         type=float,
@@ -91,15 +139,17 @@ def _introduce_parser(sub: Any) -> None:
         help="s in score = quality * s**(params/P_root); 1 = no size penalty",
     )
     p.add_argument("--preset", default=ModelConfig.preset, help="root ViT preset (bootstrap)")
-    p.add_argument("--image-size", type=int, default=ModelConfig.image_size)
-    p.add_argument("--weights", help="pretrained root weights (.safetensors/.npz; bootstrap)")
+    p.add_argument("--image-size", type=int, default=ModelConfig.image_size, help="root image size")
+    p.add_argument(
+        "--weights",
+        help="pretrained root weights (.safetensors/.npz; bootstrap; default: train from "
+        "scratch on the task)",
+    )
     p.add_argument(
         "--bootstrap-root",
         action="store_true",
         help="create the root model first if the store has none",
     )
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    _add_workers(p)
     p.add_argument("--no-verify", action="store_true", help="skip the no-forgetting check")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -116,15 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: bootstrap a root, introduce tasks, verify",
         description="Bootstrap a root on built-in data, introduce several tasks, "
         "revisit one, verify no forgetting, print a table and write a report.",
+        formatter_class=_Formatter,
     )
     _add_common(p, store=False)
-    p.add_argument("--store", default="mutask-demo/store", help="(default: mutask-demo/store)")
-    p.add_argument(
-        "--report",
-        type=Path,
-        default=Path("mutask-demo/report"),
-        help="report folder (default: mutask-demo/report)",
-    )
+    p.add_argument("--store", default="mutask-demo/store", help="the demo's system storage")
+    p.add_argument("--report", type=Path, default=Path("mutask-demo/report"), help="report folder")
     p.add_argument("--quick", action="store_true", help="a much smaller budget (tests, smoke)")
     p.add_argument("--fresh", action="store_true", help="delete an existing demo store first")
     _add_workers(p)
@@ -132,32 +178,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     _introduce_parser(sub)
 
-    p = sub.add_parser("show", help="tasks, paths, shared components and parameters")
-    p.add_argument("--store", default=DEFAULT_STORE)
+    p = sub.add_parser(
+        "show", help="tasks, paths, shared components and parameters", formatter_class=_Formatter
+    )
+    p.add_argument("--store", default=DEFAULT_STORE, help="system storage")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("evaluate", help="test accuracy of published tasks")
+    p = sub.add_parser(
+        "evaluate", help="test accuracy of published tasks", formatter_class=_Formatter
+    )
     _add_common(p)
     p.add_argument("tasks", nargs="*", help="tasks to evaluate (default: all)")
-    p.add_argument("--split", default="test", choices=["test", "validation"])
+    p.add_argument("--split", default="test", choices=["test", "validation"], help="split")
 
-    p = sub.add_parser("verify", help="re-check that no published task has changed")
+    p = sub.add_parser(
+        "verify", help="re-check that no published task has changed", formatter_class=_Formatter
+    )
     _add_common(p)
     p.add_argument("tasks", nargs="*", help="tasks to verify (default: all)")
 
-    p = sub.add_parser("export", help="write one task's path as a standalone model file")
+    p = sub.add_parser(
+        "export",
+        help="write one task's path as a standalone model file",
+        formatter_class=_Formatter,
+    )
     _add_common(p)
-    p.add_argument("task")
+    p.add_argument("task", help="the task to export")
     p.add_argument("--out", type=Path, help="output .safetensors (default: TASK.safetensors)")
 
-    p = sub.add_parser("gc", help="delete blobs no published manifest references")
-    p.add_argument("--store", default=DEFAULT_STORE)
+    p = sub.add_parser(
+        "gc", help="delete blobs no published manifest references", formatter_class=_Formatter
+    )
+    p.add_argument("--store", default=DEFAULT_STORE, help="system storage")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     p.add_argument(
         "--grace-seconds",
         type=float,
         default=3600.0,
-        help="never delete blobs younger than this (default: 3600)",
+        help="never delete blobs younger than this",
     )
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
@@ -166,48 +224,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
+    """The introduce config: the --config file's, or the flags'; then every override given."""
     if args.config is not None:
         try:
             text = args.config.read_text()
         except OSError as err:
             raise ConfigError("--config", str(args.config), f"cannot read: {err}") from err
         cfg = IntroduceConfig.from_json(text)
-        if args.store != DEFAULT_STORE:
-            cfg.store = args.store
-        if args.seed != 0:  # the help promises --seed overrides the file when given
-            cfg.seed = args.seed
-        if args.device != "auto":
-            cfg.device = args.device
-        if args.workers is not None:
-            cfg.workers = args.workers
-        return cfg.validate()
-    if not args.task:
-        raise ConfigError("--task", None, "required (or give --config FILE)")
-    labels = None
-    if args.labels:
-        try:
-            labels = [int(x) for x in args.labels.split(",")]
-        except ValueError as err:
-            raise ConfigError("--labels", args.labels, "must be comma-separated ints") from err
-    return IntroduceConfig(
-        task=args.task,
-        dataset=DatasetConfig(source=args.dataset, labels=labels, transform=args.transform),
-        store=args.store,
-        budget=BudgetConfig(
-            generations=args.generations,
-            candidates=args.candidates,
-            validation_rounds=args.rounds,
-            steps_per_round=args.steps,
-            batch_size=args.batch_size,
-        ),
-        search=SearchConfig(size_scale=args.size_scale),
-        model=ModelConfig(preset=args.preset, image_size=args.image_size, weights=args.weights),
-        seed=args.seed,
-        device=args.device,
-        metrics_port=args.metrics_port,
-        workers=args.workers,
-        bootstrap_root=args.bootstrap_root,
-    ).validate()
+    else:
+        if not args.task:
+            raise ConfigError("--task", None, "required (or give --config FILE)")
+        labels = None
+        if args.labels:
+            try:
+                labels = [int(x) for x in args.labels.split(",")]
+            except ValueError as err:
+                raise ConfigError("--labels", args.labels, "must be comma-separated ints") from err
+        cfg = IntroduceConfig(
+            task=args.task,
+            dataset=DatasetConfig(source=args.dataset, labels=labels, transform=args.transform),
+            budget=BudgetConfig(
+                generations=args.generations,
+                candidates=args.candidates,
+                validation_rounds=args.rounds,
+                steps_per_round=args.steps,
+                batch_size=args.batch_size,
+            ),
+            search=SearchConfig(size_scale=args.size_scale),
+            model=ModelConfig(preset=args.preset, image_size=args.image_size, weights=args.weights),
+            bootstrap_root=args.bootstrap_root,
+        )
+    given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    return replace(cfg, **given).validate()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,19 +267,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mutask.trainer import commands
 
+    bad_input: tuple[type[Exception], ...] = (ConfigError, *commands.BAD_INPUT_ERRORS)
     try:
-        code: int = getattr(commands, f"cmd_{args.command}")(args)
+        if args.command == "introduce":
+            from mutask.trainer.run import run_introduction
+
+            cfg = config_from_args(args)
+            return run_introduction(cfg, quiet=args.quiet, verify=not args.no_verify)
+        code: int = commands.COMMANDS[args.command](args)
         return code
-    except ConfigError as err:
+    except bad_input as err:
         print(f"mutask: error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    except commands.BAD_INPUT_ERRORS as err:
-        print(f"mutask: error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The trainer's configuration as code: typed dataclasses, their JSON form and validation.
+"""The trainer's configuration as code: frozen dataclasses, their JSON form and validation.
 
 `mutask introduce --config FILE` reads exactly this JSON (the operator renders it into a
 ConfigMap). Every field has a default except the task and its dataset; every bad value is
@@ -39,7 +39,7 @@ def check_task_name(name: str, field_path: str = "task") -> str:
     return name
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetConfig:
     """Where a task's images come from and how they are split and relabelled.
 
@@ -60,7 +60,7 @@ class DatasetConfig:
     max_train_examples: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class BudgetConfig:
     """How much evolution and training one task iteration gets (spec: G, K, V, N)."""
 
@@ -72,7 +72,7 @@ class BudgetConfig:
     max_validation_examples: int = 10_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchConfig:
     """Search-space and scoring options of µ2Net."""
 
@@ -84,7 +84,7 @@ class SearchConfig:
     population_cap: int = 16
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """The root model: an architecture preset, image size, optional pretrained weights."""
 
@@ -93,7 +93,7 @@ class ModelConfig:
     weights: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class IntroduceConfig:
     """One task iteration: introduce (or revisit) ``task`` into the system at ``store``."""
 

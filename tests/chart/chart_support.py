@@ -71,13 +71,9 @@ def _install(tool: str) -> str | None:
     """Run .ci/install-tools.sh for one tool; return why it failed, or None."""
     try:
         proc = subprocess.run(
-            ["bash", str(INSTALL_TOOLS), tool],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd="/",
+            ["bash", str(INSTALL_TOOLS), tool], capture_output=True, text=True, cwd="/"
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         return f"{INSTALL_TOOLS.name} {tool} failed: {exc}"
     if proc.returncode != 0:
         return f"{INSTALL_TOOLS.name} {tool} failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
@@ -154,9 +150,7 @@ def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedP
         "HELM_CACHE_HOME": str(Path(tempfile.gettempdir()) / "mutask-helm-cache"),
         "HELM_DATA_HOME": str(Path(tempfile.gettempdir()) / "mutask-helm-data"),
     }
-    proc = subprocess.run(
-        [helm, *args], capture_output=True, text=True, timeout=120, env=env, cwd=REPO_ROOT
-    )
+    proc = subprocess.run([helm, *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     if check and proc.returncode != 0:
         raise HelmError(proc)
     return proc

@@ -1,4 +1,5 @@
-"""Small builders for the µ2Net core tests: a tiny shape, a rooted system, a fake trainer.
+"""Small builders for the µ2Net core tests: a tiny shape, a rooted system, a fake trainer
+plugged into the real generation loop.
 
 Plain functions (imported by the tests and wrapped as fixtures in ``conftest.py``) so that
 Hypothesis tests, which cannot take function-scoped fixtures, can use them too.
@@ -18,13 +19,16 @@ from mutask.trainer.evolution import (
     Component,
     IterationConfig,
     IterationResult,
+    Offspring,
     Path,
+    Report,
     SearchSpace,
     System,
     TaskIteration,
     ViTShape,
     fresh_plan,
     large_space,
+    run_generations,
 )
 from mutask.trainer.evolution.mutation import MutationContext
 
@@ -34,15 +38,25 @@ MAX_LAYERS = 4
 
 
 def make_space(
-    *, adapters: bool = True, per_action_mu: bool = False, max_layers: int = MAX_LAYERS
+    *,
+    adapters: bool = True,
+    per_action_mu: bool = False,
+    max_layers: int = MAX_LAYERS,
+    tune_depth: bool = True,
 ) -> SearchSpace:
     """The large configuration, shrunk to the tiny shape (one deeper than the root)."""
     return large_space(
         max_layers=max_layers,
         adapters=adapters,
         per_action_mu=per_action_mu,
+        tune_depth=tune_depth,
         image_size=SHAPE.image_size,
     )
+
+
+def depth_of(path: Path) -> int:
+    """The number of transformer blocks on ``path``."""
+    return sum(1 for n in path.names if n.startswith("encoderblock_"))
 
 
 def make_system(space: SearchSpace | None = None, shape: ViTShape = SHAPE) -> System:
@@ -164,34 +178,39 @@ def run_iteration(
     generations: int | None = None,
     it: TaskIteration | None = None,
 ) -> tuple[TaskIteration, IterationResult | None]:
-    """Drive one task iteration end to end the way the engine does.
+    """Drive one task iteration end to end with the engine's generation loop
+    (:func:`~mutask.trainer.evolution.run_generations`) and the fake trainer.
 
     ``hook(it, event, payload)`` sees every step ("plan", "report", "generation", "finish").
     ``generations`` stops after that many generations, before ``finish`` (so a test can
     snapshot mid-iteration); ``it`` continues an existing (e.g. resumed) iteration.
     """
-    trainer = trainer or FakeTrainer()
-    trainer.adopt(system)
+    fake = trainer or FakeTrainer()
+    fake.adopt(system)
     if it is None:
         it = TaskIteration(system, task, num_classes, space, config, rng, iteration)
-    stop = config.generations if generations is None else generations
-    while not it.done and it.generation < stop:
-        data = it.data_hparams()
-        plans = [it.propose(k, data) for k in range(config.candidates)]
-        for plan in plans:
+    current = it
+
+    def train(offspring: Offspring) -> list[float | None]:
+        for plan in offspring.plans:
             if hook:
-                hook(it, "plan", plan)
-        for plan in plans:
-            scored, joined = it.report(plan.path, trainer.train(plan))
-            if hook:
-                hook(it, "report", (scored, joined))
-        trainer.drop(it.end_generation())
+                hook(current, "plan", plan)
+        return [fake.train(plan) for plan in offspring.plans]
+
+    def report(rep: Report) -> None:
         if hook:
-            hook(it, "generation", data)
+            hook(current, "report", (rep.scored, rep.joined))
+
+    def end(offspring: Offspring, dropped: list[str]) -> None:
+        fake.drop(dropped)
+        if hook:
+            hook(current, "generation", offspring.data_hparams)
+
+    run_generations(it, train, on_report=report, on_generation=end, until=generations)
     if generations is not None or not it.done:
         return it, None
     result = it.finish()
-    trainer.drop(result.discarded)
+    fake.drop(result.discarded)
     if hook:
         hook(it, "finish", result)
     return it, result

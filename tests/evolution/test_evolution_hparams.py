@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mutask.trainer.evolution import Ladder, SearchSpace, large_space
 from mutask.trainer.evolution.hparams import (
+    DEPTH,
     MU,
     MU_LADDER,
     PER_ACTION_MU_LADDER,
@@ -111,6 +112,14 @@ def test_image_size_is_fixed_not_tunable() -> None:
     space = large_space(max_layers=2, image_size=224)
     assert space.fixed == {"ds_image_size": 224}
     assert "ds_image_size" not in space.ladders
+
+
+def test_depth_is_fixed_at_the_maximum_without_depth_tuning() -> None:
+    assert large_space(max_layers=6).ladders[DEPTH].values == (1, 2, 3, 4, 5, 6)
+    space = large_space(max_layers=6, tune_depth=False, image_size=224)
+    assert DEPTH not in space.ladders
+    assert space.fixed == {"ds_image_size": 224, DEPTH: 6}
+    assert space.defaults()[DEPTH] == 6
 
 
 def test_model_keys_exclude_mu_and_data_keys() -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evo_testutil import SHAPE, ScriptedRng, context, make_space, make_system, retain_task
+from evo_testutil import (
+    SHAPE,
+    ScriptedRng,
+    context,
+    depth_of,
+    make_space,
+    make_system,
+    retain_task,
+)
 
 from mutask.trainer.evolution import (
     ChildPlan,
@@ -18,7 +26,6 @@ from mutask.trainer.evolution import (
     make_child,
 )
 from mutask.trainer.evolution.hparams import ADAPTER_DIM, DEPTH, MU, MU_LADDER
-from mutask.trainer.evolution.mutation import depth_of
 
 NO = 0.99  # a draw that fails every µ test (µ ≤ 0.30) and steps ladders down
 YES = 0.0  # a draw that passes every µ test and steps ladders up
@@ -289,6 +296,16 @@ def test_depth_stays_within_its_ladder(system: System) -> None:
     space = SearchSpace({MU: Ladder(MU_LADDER, 0.2), DEPTH: Ladder((3,), 3)})
     plan = child_of_root(system, space, ScriptedRng(DEPTH_DOWN))
     assert depth_of(plan.path) == 3
+
+
+def test_without_depth_tuning_every_child_keeps_its_parents_depth(system: System) -> None:
+    fixed = make_space(tune_depth=False)
+    assert DEPTH not in fixed.ladders and DEPTH not in fixed.model_keys()
+    rng = np.random.default_rng(0)
+    assert {depth_of(child_of_root(system, fixed, rng).path) for _ in range(60)} == {SHAPE.depth}
+    rng = np.random.default_rng(0)
+    tuned = {depth_of(child_of_root(system, make_space(), rng).path) for _ in range(60)}
+    assert len(tuned) > 1  # the same draws with depth tuning on do change it
 
 
 # -- hyperparameters --------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 from evo_testutil import retain_task
 
 from mutask.trainer.evolution import ROOT_TASK, Component, Path, System, ViTShape, is_private
-from mutask.trainer.evolution.system import head_of, path_flops, path_params
+from mutask.trainer.evolution.system import path_flops, path_params
 
 
 def test_root_components_are_owned_by_the_reserved_root_owner(system: System) -> None:
@@ -104,24 +104,10 @@ def test_a_private_task_is_offered_the_public_tasks_but_not_itself(system: Syste
     assert [p.task for p in system.seeds_for("private:p")] == [ROOT_TASK, "a"]
 
 
-def test_task_components_lists_who_else_shares_each(system: System) -> None:
-    retain_task(system, "a")
-    retain_task(system, "b")
-    shared = system.task_components("a")
-    assert shared["a/head"] == frozenset()
-    assert shared["root/cls"] == {ROOT_TASK, "b"}
-
-
 def test_root_params_and_path_helpers(system: System) -> None:
     total = sum(c.num_params for c in system.components.values())
     assert system.root_params() == total == path_params(system.root, system.components)
     assert system.root_flops() == path_flops(system.root, system.components, system.shape)
-    assert head_of(system.root, system.components).num_classes == 5
-
-
-def test_head_of_a_headless_path_raises(system: System) -> None:
-    with pytest.raises(KeyError, match="no head"):
-        head_of(Path("x", "a", {}, (("cls", "root/cls"),)), system.components)
 
 
 def test_path_accessors() -> None:

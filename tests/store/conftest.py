@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from gcs_emulator import FakeGcs
 from store_testutil import copy_objects
 
-from mutask.trainer.store.emulator import FakeGcs
 from mutask.trainer.store.gcs import GcsObjectStore
 from mutask.trainer.store.objects import LocalObjectStore, ObjectStore
 
@@ -77,8 +77,8 @@ def root_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local store holding only a tiny bootstrapped root (mu-tiny, 16 px, digits)."""
     from store_testutil import tiny_config
 
-    from mutask.trainer.bootstrap import bootstrap_root
-    from mutask.trainer.engine import Engine
+    from mutask.trainer.iteration.bootstrap import bootstrap_root
+    from mutask.trainer.iteration.engine import Engine
     from mutask.trainer.runtime.device import select_device
     from mutask.trainer.store.system_store import SystemStore
 

@@ -98,7 +98,7 @@ def test_frozen_holder_loses_its_lease_and_stops(
     argv = introduce_argv(gs_uri, "rot90", transform="rot90", generations=2, steps=10)
     old = start(argv, tmp_path, "old")
     try:
-        wait_for(lambda: _lease(store, "rot90") is not None, timeout=90)
+        wait_for(lambda: _lease(store, "rot90") is not None, old)
         old.proc.send_signal(signal.SIGSTOP)
         new = start(argv, tmp_path, "new")
         assert new.wait() == 0, new.stderr[-2000:]

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.cli import main
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
-from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import ROOT_TASK
 from mutask.trainer.evolution import Path as EvoPath
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
 from mutask.trainer.training import Interrupted

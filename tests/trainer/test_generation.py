@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import (
     BudgetConfig,
     DatasetConfig,
@@ -21,13 +20,19 @@ from mutask.trainer.config import (
     SearchConfig,
 )
 from mutask.trainer.data import Augmenter, BatchStream
-from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import ViTShape, architecture
-from mutask.trainer.generation import CandidateSpec, train_generation
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import Interrupted, TrainSettings
+from mutask.trainer.training import (
+    Candidate,
+    Interrupted,
+    Lockstep,
+    TrainSettings,
+    train_generation,
+)
 
 SHAPE = ViTShape(hidden=32, depth=3, heads=4, mlp=64, patch=4, image_size=16)
 HP = {"opt_lr": 0.05, "opt_lr_warmup_ratio": 0.1, "opt_momentum": 0.9, "opt_nesterov": False}
@@ -46,9 +51,9 @@ def _root() -> dict[str, nn.Module]:
     return root
 
 
-def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
+def _candidates(root: dict[str, nn.Module]) -> list[Candidate]:
     """Four children with different frozen prefixes (whole trunk, 2 blocks, stem, none)."""
-    specs: list[CandidateSpec] = []
+    specs: list[Candidate] = []
     layouts: list[tuple[set[int], set[str], dict[str, float | bool]]] = [
         (set(), {"encoder_norm", "head"}, {}),
         (set(), {"encoderblock_2", "encoder_norm", "head"}, {"opt_nesterov": True}),
@@ -84,7 +89,7 @@ def _candidates(root: dict[str, nn.Module]) -> list[CandidateSpec]:
             parts.append((name, module))
         bar = 0.4 if k == 1 else float("-inf")
         specs.append(
-            CandidateSpec(
+            Candidate(
                 PathModel(parts),
                 trainable,
                 momentum,
@@ -169,18 +174,19 @@ def test_engine_sizes_auto_workers_to_its_cpus(tmp_path: Path) -> None:
     engine = Engine(
         SystemStore.open(str(tmp_path)), select_device("cpu"), progress_bars=False, cpus=1
     )
-    assert engine.usable_cpus() == 1
-    assert engine.candidate_workers(8) == 1  # a one-CPU request: no extra threads
+    assert engine.cpu.usable_cpus() == 1
+    assert engine.cpu.candidate_workers("cpu", 8) == 1  # a one-CPU request: no extra threads
     assert (
-        Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=5).candidate_workers(
-            3
-        )
+        Engine(
+            SystemStore.open(str(tmp_path)), select_device("cpu"), workers=5
+        ).cpu.candidate_workers("cpu", 3)
         == 3
     )  # never more than candidates
     with pytest.raises(ValueError, match="workers"):
         Engine(SystemStore.open(str(tmp_path)), select_device("cpu"), workers=0)
     gpu = DeviceChoice(torch.device("cuda"), "cuda", 1, None)  # never touched: no CUDA call
-    assert Engine(SystemStore.open(str(tmp_path)), gpu, workers=4).candidate_workers(8) == 1
+    engine = Engine(SystemStore.open(str(tmp_path)), gpu, workers=4)
+    assert engine.cpu.candidate_workers(engine.device.kind, 8) == 1
 
 
 def _engine(store: Path, *, lockstep: bool, workers: int | None = None) -> Engine:
@@ -224,10 +230,35 @@ def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
     manifests = []
     for folder, lockstep in (("a", True), ("b", False)):
         engine = _engine(tmp_path / folder, lockstep=lockstep, workers=2 if lockstep else None)
-        assert engine.candidate_workers(3) == (2 if lockstep else 1)
+        workers = engine.cpu.candidate_workers("cpu", 3) if engine.lockstep else 1
+        assert workers == (2 if lockstep else 1)
         out = engine.introduce(replace(task, store=str(tmp_path / folder)))
         assert out.candidates_trained == 6 and all(v.ok for v in out.verifications)
         manifests.append(out.manifest)
     a, b = manifests
     for key in ("test_accuracy", "probe_sha256", "path", "score", "params", "components"):
         assert a.get(key) == b.get(key), key
+
+
+def test_rounds_can_continue_for_a_subset_of_candidates() -> None:
+    """Successive halving's need: after a round only some candidates go on, with the very
+    bits they would have had trained to the end on their own."""
+    settings = TrainSettings(rounds=2, steps_per_round=4, eval_batch_size=16)
+    specs = _candidates(_root())
+    with Lockstep(specs, _stream(), _validation(), settings, workers=2) as loop:
+        first = loop.train_round()
+        second = loop.train_round([3, 1])
+        halved = loop.finish()
+    assert len(first) == 4 and len(second) == 2
+    assert [len(r.rounds) for r, _ in halved] == [1, 2, 1, 2]
+    assert [r.steps for r, _ in halved] == [4, 8, 4, 8]
+    alone = train_generation(_candidates(_root()), _stream, _validation(), settings, lockstep=False)
+    for k in (1, 3):
+        assert [x.quality for x in halved[k][0].rounds] == [x.quality for x in alone[k][0].rounds]
+        assert second[[3, 1].index(k)] == alone[k][0].rounds[1].quality
+        assert halved[k][0].score == alone[k][0].score
+        assert all(
+            torch.equal(a, b)
+            for d1, d2 in zip(halved[k][1], alone[k][1], strict=True)
+            for a, b in zip(d1.values(), d2.values(), strict=True)
+        )

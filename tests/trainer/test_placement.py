@@ -1,4 +1,4 @@
-"""placement.py: one candidate per device, exercised on CPU with an injected device list.
+"""training/placement.py: one candidate per device, exercised on CPU with an injected device list.
 
 ``DeviceChoice.devices=(cpu, cpu)`` runs the multi-device path for real (the split, one
 thread per device, per-slot frozen replicas, own components materialised per slot, results
@@ -17,17 +17,16 @@ import pytest
 import torch
 from trainer_testutil import SHAPE, same_state
 
-from mutask.trainer import placement
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
-from mutask.trainer.engine import Engine
 from mutask.trainer.evolution import Component, NewComponent
 from mutask.trainer.evolution import Path as EvoPath
-from mutask.trainer.pool import ComponentPool
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
+from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.runtime.device import DeviceChoice, select_device
 from mutask.trainer.store.objects import LocalObjectStore
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import Interrupted
+from mutask.trainer.training import Interrupted, Lockstep, placement
 
 CPU = torch.device("cpu")
 BUDGET = BudgetConfig(
@@ -132,13 +131,15 @@ def test_split_over_devices_publishes_exactly_what_one_device_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: set[str] = set()
-    inner = placement.train_generation
+    inner = Lockstep.train_round
 
-    def spy(specs: Any, *args: Any, **kw: Any) -> Any:
-        threads.add(threading.current_thread().name)
-        return inner(specs, *args, **kw)
+    def spy(self: Lockstep, *args: Any, **kw: Any) -> Any:
+        name = threading.current_thread().name
+        if name.startswith("mutask-device"):
+            threads.add(name)
+        return inner(self, *args, **kw)
 
-    monkeypatch.setattr(placement, "train_generation", spy)
+    monkeypatch.setattr(Lockstep, "train_round", spy)
     one, _ = _grow(tmp_path / "one", 1)
     assert threads == set()  # one device: today's path, no placement
     two, eng = _grow(tmp_path / "two", 2)

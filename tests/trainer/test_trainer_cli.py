@@ -5,6 +5,7 @@ Every call goes through ``main(argv)`` in-process; nothing here trains.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -99,6 +100,40 @@ def test_config_file_wins_over_flags_except_store_and_seed(tmp_path: Path) -> No
     assert (cfg.device, cfg.workers) == ("auto", None)
     cfg = config_from_args(build_parser().parse_args([*argv, "--device", "cpu", "--workers", "3"]))
     assert (cfg.device, cfg.workers) == ("cpu", 3)
+
+
+def test_flags_override_a_config_file_with_any_value_including_zero(tmp_path: Path) -> None:
+    """The Job passes --config and --metrics-port; --seed 0 must beat a file's seed."""
+    config = tmp_path / "intro.json"
+    config.write_text(
+        IntroduceConfig("digits", seed=3, device="cuda", metrics_port=1, workers=4).to_json()
+    )
+    argv = ["introduce", "--config", str(config)]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.seed, cfg.device, cfg.metrics_port, cfg.workers) == (3, "cuda", 1, 4)
+    flags = ["--seed", "0", "--device", "cpu", "--metrics-port", "0", "--workers", "1"]
+    cfg = config_from_args(build_parser().parse_args([*argv, *flags, "--precision", "bfloat16"]))
+    assert (cfg.seed, cfg.device, cfg.metrics_port, cfg.workers) == (0, "cpu", 0, 1)
+    assert cfg.precision == "bfloat16"
+    cfg = config_from_args(build_parser().parse_args(["introduce", "--task", "t", "--seed", "0"]))
+    assert (cfg.seed, cfg.store, cfg.device, cfg.precision) == (0, "mutask-store", "auto", "auto")
+
+
+def test_introduce_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    out = " ".join(_help(["introduce", "--help"], capsys).split())
+    (introduce,) = [
+        p
+        for a in build_parser()._actions
+        if isinstance(a, argparse._SubParsersAction)
+        for name, p in a.choices.items()
+        if name == "introduce"
+    ]
+    for action in introduce._actions:
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in out, action.dest
+    for flag in ("--store", "--seed", "--device", "--precision", "--metrics-port", "--workers"):
+        help_text = next(a.help for a in introduce._actions if flag in a.option_strings)
+        assert help_text is not None and "default" in help_text, flag
 
 
 def test_zero_workers_exit_2_naming_the_field(

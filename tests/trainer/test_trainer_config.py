@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,9 @@ from mutask.trainer.config import (
     IntroduceConfig,
     SearchConfig,
 )
+from mutask.trainer.evolution.hparams import DEPTH
+from mutask.trainer.iteration.generation import search_space
+from mutask.trainer.models import get_shape
 
 
 def _json(**overrides: object) -> str:
@@ -28,6 +32,21 @@ def test_json_round_trip_is_exact() -> None:
         metrics_port=9090,
     )
     assert IntroduceConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_configs_are_frozen() -> None:
+    cfg = IntroduceConfig("digits")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.budget.generations = 1  # type: ignore[misc]
+
+
+def test_search_space_honours_tune_depth() -> None:
+    shape = get_shape("mu-tiny", 16)
+    assert DEPTH in search_space(IntroduceConfig("digits"), shape).ladders
+    fixed = search_space(IntroduceConfig("digits", search=SearchConfig(tune_depth=False)), shape)
+    assert DEPTH not in fixed.ladders and fixed.defaults()[DEPTH] == shape.depth
 
 
 def test_only_task_is_required() -> None:

@@ -15,14 +15,14 @@ import pytest
 import torch
 from trainer_testutil import HP, forever, same_state, snapshot, toy_data, toy_model
 
-from mutask.trainer.runtime.device import (
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.threads import (
     auto_candidate_workers,
     available_cpus,
     cgroup_cpu_limit,
     requested_cpus,
-    select_device,
 )
-from mutask.trainer.training import TrainSettings, train_candidate
+from mutask.trainer.training import Candidate, TrainSettings, train_candidate
 
 FAKE_XLA = types.SimpleNamespace(device=lambda: torch.device("xla"))
 
@@ -148,14 +148,9 @@ def test_one_real_xla_training_step_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
     model.to(choice.device)
     x, y = (t.to(choice.device) for t in toy_data())
     result, _ = train_candidate(
-        model,
-        trainable,
-        [{}, {}],
-        HP,
+        Candidate(model, trainable, [{}, {}], HP, lambda q: q, -math.inf),
         forever((x, y)),
         (x, y),
-        lambda q: q,
-        -math.inf,
         TrainSettings(rounds=1, steps_per_round=1),
     )
     assert result.steps == 1 and 0.0 <= result.quality <= 1.0

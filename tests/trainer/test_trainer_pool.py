@@ -13,7 +13,7 @@ import torch
 from trainer_testutil import SHAPE, one_torch_thread, same_state
 
 from mutask.trainer.evolution import Component, NewComponent, fresh_plan
-from mutask.trainer.pool import ComponentPool
+from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.store.objects import LocalObjectStore
 from mutask.trainer.store.system_store import SystemStore, param_hash
 

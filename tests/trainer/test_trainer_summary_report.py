@@ -6,10 +6,10 @@ from pathlib import Path
 
 from trainer_testutil import rooted_system
 
+from mutask.trainer.demo.report import write_report
+from mutask.trainer.demo.summary import system_table, task_rows
 from mutask.trainer.evolution import ROOT_TASK, System
-from mutask.trainer.forgetting import Verification
-from mutask.trainer.report import write_report
-from mutask.trainer.summary import system_table, task_rows
+from mutask.trainer.iteration.verify import Verification
 
 
 def _manifests(system: System) -> dict[str, dict]:

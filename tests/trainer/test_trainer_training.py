@@ -1,4 +1,5 @@
-"""training.py: the schedule, the optimizer over trainable modules only, and train_candidate.
+"""training/: the schedule, the optimizer over trainable modules only, and one candidate's
+training (``train_candidate``: the candidate trainer as a generation of one).
 
 Uses a three-layer toy model (``Linear -> frozen Linear -> Linear``) instead of a ViT: the
 training loop does not care what the modules are, and the toy keeps every test in
@@ -25,13 +26,14 @@ from trainer_testutil import (
 )
 
 from mutask.trainer.training import (
+    Candidate,
     Interrupted,
     TrainSettings,
     evaluate,
-    lr_at,
-    make_optimizer,
     train_candidate,
 )
+from mutask.trainer.training.candidate import make_optimizer
+from mutask.trainer.training.schedule import lr_at
 
 ONE_STEP = TrainSettings(rounds=1, steps_per_round=1)
 
@@ -56,9 +58,8 @@ def _train(
     """train_candidate on a fixed batch, validated on that same batch."""
     batch = toy_data()
     momentum = momentum if momentum is not None else [{} for _ in trainable]
-    return train_candidate(
-        model, trainable, momentum, hparams, forever(batch), batch, score_fn, bar, settings, **kw
-    )
+    candidate = Candidate(model, trainable, momentum, hparams, score_fn, bar)
+    return train_candidate(candidate, forever(batch), batch, settings, **kw)
 
 
 def _flat(modules: list[nn.Module]) -> torch.Tensor:
@@ -124,7 +125,7 @@ def test_optimizer_ignores_inherited_momentum_of_the_wrong_shape() -> None:
     assert trainable[0].weight not in opt.state
 
 
-# -- train_candidate ------------------------------------------------------------------------
+# -- the candidate trainer --------------------------------------------------------------------
 
 
 def test_frozen_modules_stay_bit_identical_and_get_no_grad() -> None:
@@ -165,14 +166,9 @@ def test_gradients_are_clipped_to_global_norm_one() -> None:
         before = _flat(trainable)
         settings = TrainSettings(rounds=1, steps_per_round=1, clip_norm=clip)
         train_candidate(
-            model,
-            trainable,
-            [{}, {}],
-            hp,
+            Candidate(model, trainable, [{}, {}], hp, lambda q: q, -math.inf),
             forever((x * 1e4, y)),
             (x, y),
-            lambda q: q,
-            -math.inf,
             settings,
         )
         norms[clip] = float((_flat(trainable) - before).norm())
@@ -202,7 +198,7 @@ def test_best_round_at_or_above_the_bar_is_restored_at_the_end() -> None:
 def test_score_equal_to_the_bar_counts_as_improved() -> None:
     model, trainable, _ = toy_model()
     result, _ = _train(model, trainable, bar=0.5, score_fn=lambda _q: 0.5)
-    assert result.improved and result.score == 0.5
+    assert result.quality is not None and result.score == 0.5
 
 
 def test_no_round_reaching_the_bar_gives_no_quality_and_the_inherited_momentum() -> None:
@@ -215,7 +211,7 @@ def test_no_round_reaching_the_bar_gives_no_quality_and_the_inherited_momentum()
         bar=2.0,
         settings=TrainSettings(rounds=2, steps_per_round=2),
     )
-    assert result.quality is None and result.score is None and not result.improved
+    assert result.quality is None and result.score is None
     assert [r.snapshot for r in result.rounds] == [False, False]
     assert same_state(momentum, inherited)
 
@@ -223,7 +219,7 @@ def test_no_round_reaching_the_bar_gives_no_quality_and_the_inherited_momentum()
 def test_returned_momentum_is_the_optimizer_state_of_the_best_round() -> None:
     model, trainable, _ = toy_model()
     result, momentum = _train(model, trainable)
-    assert result.improved
+    assert result.quality is not None
     assert [sorted(m) for m in momentum] == [["bias", "weight"], ["bias", "weight"]]
     assert any(t.abs().sum() > 0 for m in momentum for t in m.values())
 

@@ -1,4 +1,5 @@
-"""The pure µ2Net core: components, paths, mutation, selection, scoring, retention.
+"""The pure µ2Net core: components, paths, mutation, selection, scoring, retention, and
+the generation loop (:mod:`.driver`) that calls back into training.
 
 No torch and no I/O here (an import-linter contract enforces it); every random choice comes
 from an injected ``numpy.random.Generator``, so the same seed gives the same evolution and
@@ -7,6 +8,13 @@ the whole algorithm is unit-tested in milliseconds.
 
 from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution.architecture import ViTShape, architecture
+from mutask.trainer.evolution.driver import (
+    Offspring,
+    Report,
+    Train,
+    run_generation,
+    run_generations,
+)
 from mutask.trainer.evolution.hparams import HValue, Ladder, SearchSpace, large_space
 from mutask.trainer.evolution.iteration import IterationConfig, IterationResult, TaskIteration
 from mutask.trainer.evolution.mutation import ChildPlan, NewComponent, fresh_plan, make_child
@@ -24,12 +32,15 @@ __all__ = [
     "IterationResult",
     "Ladder",
     "NewComponent",
+    "Offspring",
     "Path",
+    "Report",
     "ScoreBreakdown",
     "Scorer",
     "SearchSpace",
     "System",
     "TaskIteration",
+    "Train",
     "ViTShape",
     "Visit",
     "architecture",
@@ -38,5 +49,7 @@ __all__ = [
     "large_space",
     "make_child",
     "round_robin",
+    "run_generation",
+    "run_generations",
     "select_parent",
 ]

@@ -77,9 +77,17 @@ class SearchSpace:
 
 
 def large_space(
-    *, max_layers: int, adapters: bool = True, per_action_mu: bool = False, image_size: int = 384
+    *,
+    max_layers: int,
+    adapters: bool = True,
+    per_action_mu: bool = False,
+    tune_depth: bool = True,
+    image_size: int = 384,
 ) -> SearchSpace:
-    """The reference's large configuration (spec table), with depth tuning up to max_layers."""
+    """The reference's large configuration (spec table), with depth tuning up to max_layers.
+
+    ``tune_depth=False`` fixes the depth instead: ``num_layers`` is never mutated, so every
+    child keeps its parent's depth (``max_layers`` when nothing set it)."""
     ladders: dict[str, Ladder] = {
         MU: Ladder(MU_LADDER, 0.2),
         "opt_lr": Ladder(
@@ -98,7 +106,10 @@ def large_space(
         ladders[f"ds_{jitter}_delta"] = Ladder((0.0, 0.01, 0.02, 0.05, 0.1, 0.2), 0.0)
     if adapters:
         ladders[ADAPTER_DIM] = Ladder((8, 16, 32, 64, 128), 16)
-    return SearchSpace(ladders, fixed={"ds_image_size": image_size}, per_action_mu=per_action_mu)
+    fixed: dict[str, HValue] = {"ds_image_size": image_size}
+    if not tune_depth:
+        fixed[DEPTH] = ladders.pop(DEPTH).default
+    return SearchSpace(ladders, fixed=fixed, per_action_mu=per_action_mu)
 
 
 class MuSource:

@@ -154,7 +154,3 @@ def fresh_plan(
         new.append(NewComponent(Component(f"{path_id}/{name}", name, params, classes), None))
     refs = tuple((n.component.name, n.component.id) for n in new)
     return ChildPlan(Path(path_id, task, hp, refs), tuple(new))
-
-
-def depth_of(path: Path) -> int:
-    return sum(1 for n in path.names if n.startswith("encoderblock_"))

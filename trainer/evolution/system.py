@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mutask.contract import ROOT_TASK
-from mutask.trainer.evolution.architecture import HEAD, ViTShape, adapter_index
+from mutask.trainer.evolution.architecture import ViTShape, adapter_index
 from mutask.trainer.evolution.hparams import HValue
 
 PRIVATE_PREFIX = "private:"
@@ -192,12 +192,6 @@ class System:
     def iter_paths(self) -> Iterator[Path]:
         yield from self.best.values()
 
-    def task_components(self, task: str) -> dict[str, frozenset[str]]:
-        """For one task's path: component id → the other tasks that share it."""
-        path = self.best[task]
-        owners = self.owner_map()
-        return {cid: owners.get(cid, frozenset()) - {task} for cid in path.component_ids}
-
 
 def path_params(path: Path, components: Mapping[str, Component]) -> int:
     return sum(components[cid].num_params for cid in path.component_ids)
@@ -209,10 +203,3 @@ def path_flops(path: Path, components: Mapping[str, Component], shape: ViTShape)
         c = components[cid]
         total += shape.component_flops(name, num_classes=c.num_classes, adapter_dim=c.adapter_dim)
     return total
-
-
-def head_of(path: Path, components: Mapping[str, Component]) -> Component:
-    cid = path.component(HEAD)
-    if cid is None:
-        raise KeyError(f"path {path.id} has no head")
-    return components[cid]

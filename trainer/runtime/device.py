@@ -6,11 +6,8 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-from mutask.contract import ENV_CPU_REQUEST
 
 
 @dataclass(frozen=True)
@@ -18,9 +15,9 @@ class DeviceChoice:
     """The device to train on, its kind, how many there are, and the autocast dtype.
 
     ``devices`` are the devices a generation's candidates are placed on (candidate ``k`` on
-    ``devices[k % n]``, see :mod:`mutask.trainer.placement`); the first is always ``device``,
-    which holds the pool, the data and everything outside generation training. It defaults to
-    ``(device,)``: one device, nothing split.
+    ``devices[k % n]``, see :mod:`mutask.trainer.training.placement`); the first is always
+    ``device``, which holds the pool, the data and everything outside generation training. It
+    defaults to ``(device,)``: one device, nothing split.
     """
 
     device: torch.device
@@ -34,6 +31,11 @@ class DeviceChoice:
             object.__setattr__(self, "devices", (self.device,))
         elif self.devices[0] != self.device:
             raise ValueError(f"devices must start with device {self.device}, got {self.devices}")
+
+    @property
+    def precision(self) -> str:
+        """The precision it trains and evaluates at: ``bfloat16`` (autocast) or ``float32``."""
+        return precision_name(self.autocast)
 
     def describe(self) -> str:
         amp = f", autocast {self.autocast}" if self.autocast else ""
@@ -104,67 +106,27 @@ def select_device(
     return DeviceChoice(device, kind, count, amp, devices)
 
 
-def cgroup_cpu_limit(cpu_max: str) -> float | None:
-    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"200000 100000"`` -> 2.0; ``max``: None)."""
-    fields = cpu_max.split()
-    if len(fields) != 2 or fields[0] == "max":
-        return None
-    try:
-        quota, period = int(fields[0]), int(fields[1])
-    except ValueError:
-        return None
-    return quota / period if quota > 0 and period > 0 else None
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
 
 
-def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """CPUs this process can use: its affinity mask, capped by its cgroup CPU limit.
-
-    In a Kubernetes pod ``os.cpu_count()`` is the node's core count; the container's CPU
-    limit is the cgroup quota, rounded down (at least 1).
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    try:
-        limit = cgroup_cpu_limit(cpu_max.read_text())
-    except OSError:
-        limit = None
-    if limit is not None:
-        cpus = min(cpus, int(limit))
-    return max(1, cpus)
+def precision_name(autocast: torch.dtype | None) -> str:
+    """``float32`` (no autocast) or the autocast dtype's name, e.g. ``bfloat16``."""
+    return next(name for name, dtype in PRECISIONS.items() if dtype == autocast)
 
 
-def requested_cpus(env: Mapping[str, str]) -> int | None:
-    """The pod's CPU request in whole CPUs from ``MUTASK_TRAINER_CPUS``, if set and valid.
-
-    A pod without a CPU limit sees every core of its node; its request is its fair share,
-    so the trainer sizes its workers to it rather than to the node.
-    """
-    raw = env.get(ENV_CPU_REQUEST, "").strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        return None
-    return value if value >= 1 else None
+def precision_dtype(name: str) -> torch.dtype | None:
+    """The autocast dtype of a precision name (None for ``float32``)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r} (known: {sorted(PRECISIONS)})")
+    return PRECISIONS[name]
 
 
-def auto_cpu_threads(hidden: int, cores: int | None = None) -> int:
-    """Intra-op threads for CPU training: 1 for small widths, else every core.
-
-    For the tiny presets a step is a few small matmuls: OpenMP threads add synchronisation
-    and, on a busy machine, spin-wait far longer than they save (measured on 2 cores with
-    other load: 132 ms per mu-tiny step with 2 threads, 29 ms with 1). The cores go to
-    candidates instead (:func:`auto_candidate_workers`).
-    """
-    cores = cores or available_cpus()
-    return 1 if hidden <= 256 else cores
-
-
-def auto_candidate_workers(kind: str, threads: int, candidates: int, cores: int) -> int:
-    """Threads training a generation's candidates at once: one per core on a CPU whose
-    kernels run single-threaded (one candidate per core, as the paper has one per
-    accelerator); 1 on accelerators and with multi-threaded kernels (the cores are taken)."""
-    if kind != "cpu" or threads > 1:
-        return 1
-    return max(1, min(candidates, cores))
+def device_model(choice: DeviceChoice) -> str:
+    """Which kernels compute on this device, finer than its kind: reduced-precision results
+    are bit-reproducible only on the same model (CPU: the instruction set torch dispatches
+    to, e.g. AVX512 with native bf16 dot products vs AVX2; GPU: its name; TPU: PJRT's)."""
+    if choice.kind == "cuda":
+        return f"cuda {torch.cuda.get_device_name(choice.device)}"
+    if choice.kind == "xla":
+        return f"xla {os.environ.get('PJRT_DEVICE', '')}".strip()
+    return f"cpu {torch.backends.cpu.get_cpu_capability()}"

@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
+from mutask.trainer.demo.summary import system_table, task_rows
 from mutask.trainer.evolution import ROOT_TASK, System, architecture
-from mutask.trainer.forgetting import Verification
-from mutask.trainer.summary import system_table, task_rows
+from mutask.trainer.iteration.verify import Verification
 
 
 def plot_growth(timeline: Sequence[Mapping[str, Any]], root_params: int, out: Path) -> None:

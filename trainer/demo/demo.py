@@ -13,7 +13,6 @@ import time
 from dataclasses import replace
 
 from mutask.contract import ExitCode
-from mutask.trainer.bootstrap import bootstrap_root
 from mutask.trainer.config import (
     BudgetConfig,
     DatasetConfig,
@@ -21,12 +20,13 @@ from mutask.trainer.config import (
     ModelConfig,
     SearchConfig,
 )
-from mutask.trainer.engine import Engine
+from mutask.trainer.demo.report import write_report
+from mutask.trainer.demo.summary import system_table
 from mutask.trainer.evolution import ROOT_TASK, Visit, round_robin
-from mutask.trainer.report import write_report
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
-from mutask.trainer.summary import system_table
 
 ROOT = DatasetConfig(source="mnist", train_split="train[:90%]", validation_split="train[90%:]")
 TASKS: dict[str, DatasetConfig] = {

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mutask.trainer.evolution import ROOT_TASK, System
-from mutask.trainer.manifest import accounting
+from mutask.trainer.iteration.manifest import accounting
 
 
 def task_rows(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

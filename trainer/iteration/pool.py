@@ -3,9 +3,10 @@
 Frozen components are loaded once from their blobs and marked ``requires_grad=False``; a
 path's model references them (no copies). Components a child owns are deep copies of an
 ancestor's module and momentum, or fresh initialisations from a generator seeded by the
-component id, so materialising a plan is deterministic.
+component id, so materialising a plan is deterministic; :func:`pool_candidate` turns a
+plan into a training :class:`~mutask.trainer.training.Candidate`.
 
-With several devices (see :mod:`mutask.trainer.placement`) frozen components are also
+With several devices (see :mod:`mutask.trainer.training.placement`) frozen components are also
 replicated once per extra device slot: read-only bit-identical copies, cached until the
 component is dropped or replaced.
 """
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import copy
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from mutask.trainer.evolution import Component, NewComponent, Path, ViTShape
+from mutask.trainer.evolution import ChildPlan, Component, NewComponent, Path, ViTShape
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.store.system_store import SystemStore, param_hash
+from mutask.trainer.training import Candidate
+from mutask.trainer.training.candidate import Prefix
 
 
 def component_seed(seed: int, component_id: str) -> int:
@@ -180,3 +183,43 @@ class ComponentPool:
         }
         self.entries[component_id] = entry
         return entry
+
+
+def frozen_prefix(plan: ChildPlan) -> Prefix:
+    """Component ids of the plan's leading run of components it does not own (frozen)."""
+    own = set(plan.trainable_ids)
+    ids: list[str] = []
+    for cid in plan.path.component_ids:
+        if cid in own:
+            break
+        ids.append(cid)
+    return tuple(ids)
+
+
+def pool_candidate(
+    pool: ComponentPool,
+    plan: ChildPlan,
+    score_fn: Callable[[float], float],
+    bar: float,
+    slot: int = 0,
+    device: torch.device | None = None,
+) -> Candidate:
+    """Materialise a plan's own components and describe it for training, on device slot
+    ``slot`` (``device``): there its own components are created and its frozen ones are the
+    pool's replicas; slot 0 is the pool's own device and its live modules."""
+    own = {n.component.id: pool.materialize(n, device if slot else None) for n in plan.new}
+    model = PathModel(
+        [
+            (name, own[cid] if cid in own else pool.replica(cid, slot, device or pool.device))
+            for name, cid in plan.path.components
+        ]
+    )
+    return Candidate(
+        model=model,
+        trainable=list(own.values()),
+        momentum=[pool.momentum[c] for c in plan.trainable_ids],
+        hparams=plan.path.hparams,
+        score_fn=score_fn,
+        bar=bar,
+        prefix=frozen_prefix(plan),
+    )

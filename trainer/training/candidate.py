@@ -1,0 +1,271 @@
+"""One candidate's training: its state, the step, the end of a validation round, the final
+snapshot restore; and ``evaluate``, the one validation every caller uses.
+
+A :class:`Candidate` is a model, the modules it owns (trainable, with their inherited SGD
+momentum) and everything it only reads (frozen, ``requires_grad=False``). A
+:class:`CandidateTrainer` holds its optimizer, schedule, step count and best snapshot; its
+``step`` is the whole training step, top to bottom: learning rate, forward, loss, zero_grad,
+backward, clip, optimizer step. After each validation round ``end_round`` scores the
+quality and snapshots the candidate if it reached its bar (best-checkpoint selection);
+``finish`` restores the best snapshot. The loops that feed the step (one candidate or a
+generation in lockstep) are in :mod:`mutask.trainer.training.lockstep`.
+
+Nothing here reads a value back to the host inside a round: validation counts correct
+predictions into a device tensor, and :func:`accuracy` turns it into a float once, at the
+round's end. Where the XLA backend hooks in: the learning rate is set in
+:meth:`CandidateTrainer.set_lr` (a device tensor there), the step boundary is the end of
+:meth:`CandidateTrainer.step` (in lockstep: once every candidate stepped on a batch, in
+``Lockstep._steps``), training batches already have one fixed shape (``BatchStream``), and
+:func:`validation_chunks` is the one place validation data is cut into batches (fixed shapes
+with a padded, masked tail there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mutask.trainer.evolution import HValue
+from mutask.trainer.models import PathModel
+from mutask.trainer.training.schedule import lr_at
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Momentum = list[dict[str, torch.Tensor]]
+Prefix = tuple[str, ...]
+
+
+class Interrupted(RuntimeError):
+    """Training was asked to stop (SIGTERM); the caller saves what is finished and exits."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The per-candidate budget and execution options."""
+
+    rounds: int
+    steps_per_round: int
+    eval_batch_size: int = 256
+    autocast: torch.dtype | None = None
+    clip_norm: float = 1.0
+
+
+@dataclass
+class RoundResult:
+    round: int
+    quality: float
+    score: float
+    snapshot: bool
+
+
+@dataclass
+class CandidateResult:
+    """Best validation quality reached at or above the bar (None if never) and timings."""
+
+    quality: float | None
+    score: float | None
+    rounds: list[RoundResult] = field(default_factory=list)
+    steps: int = 0
+    examples: int = 0
+    train_seconds: float = 0.0
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate as training sees it.
+
+    ``model`` maps images to logits; ``trainable`` are the modules it owns (the optimizer's
+    parameters), seeded with ``momentum`` (one dict per module, may be empty); ``score_fn``
+    turns a validation quality into its score, which must reach ``bar`` for a snapshot.
+    ``prefix`` names the model's leading components that are frozen (``model`` is then a
+    :class:`~mutask.trainer.models.PathModel`): candidates with a common prefix share its
+    activations (see :mod:`mutask.trainer.training.prefix`).
+    """
+
+    model: nn.Module
+    trainable: Sequence[nn.Module]
+    momentum: Sequence[Mapping[str, torch.Tensor]]
+    hparams: Mapping[str, HValue]
+    score_fn: Callable[[float], float] = lambda quality: quality
+    bar: float = float("-inf")
+    prefix: Prefix = ()
+
+    @property
+    def split(self) -> int:
+        """Where the candidate's own part starts (the length of its frozen prefix)."""
+        return len(self.prefix)
+
+    def prefix_modules(self) -> Sequence[nn.Module]:
+        """The modules of the frozen prefix, in order."""
+        return list(cast(PathModel, self.model).components)[: self.split] if self.split else []
+
+    def forward(self, inputs: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits from ``inputs``, the activation at component ``start`` (0: the images)."""
+        if start:
+            return cast(PathModel, self.model).forward_from(inputs, start)
+        logits: torch.Tensor = self.model(inputs)
+        return logits
+
+
+def make_optimizer(
+    modules: Sequence[nn.Module],
+    momentum_state: Sequence[Mapping[str, torch.Tensor]],
+    hparams: Mapping[str, HValue],
+) -> torch.optim.SGD:
+    """SGD over the trainable modules, seeded with their inherited momentum buffers."""
+    params = [p for m in modules for p in m.parameters()]
+    opt = torch.optim.SGD(
+        params,
+        lr=float(hparams["opt_lr"]),
+        momentum=float(hparams["opt_momentum"]),
+        nesterov=bool(hparams["opt_nesterov"]),
+        foreach=True,
+    )
+    for module, state in zip(modules, momentum_state, strict=True):
+        for name, p in module.named_parameters():
+            buf = state.get(name)
+            if buf is not None and buf.shape == p.shape:
+                opt.state[p]["momentum_buffer"] = buf.detach().clone().to(p.device)
+    return opt
+
+
+def momentum_of(opt: torch.optim.Optimizer, module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the optimizer's momentum buffers of ``module``'s parameters."""
+    out: dict[str, torch.Tensor] = {}
+    for name, p in module.named_parameters():
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            out[name] = buf.detach().clone()
+    return out
+
+
+def mixed_precision(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[None]:
+    """Mixed precision on ``device`` at ``dtype``, or nothing for None (float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class CandidateTrainer:
+    """One candidate's optimizer, schedule, step count and best snapshot."""
+
+    def __init__(self, candidate: Candidate, settings: TrainSettings) -> None:
+        self.candidate = candidate
+        self.settings = settings
+        self.optimizer = make_optimizer(candidate.trainable, candidate.momentum, candidate.hparams)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.total_steps = settings.rounds * settings.steps_per_round
+        self.base_lr = float(candidate.hparams["opt_lr"])
+        self.warmup_ratio = float(candidate.hparams["opt_lr_warmup_ratio"])
+        self.steps = 0
+        self.result = CandidateResult(None, None)
+        self.best_state: list[dict[str, torch.Tensor]] | None = None
+        self.best_momentum: Momentum = [dict(m) for m in candidate.momentum]
+
+    def set_lr(self, step: int) -> None:
+        lr = lr_at(step, self.total_steps, self.base_lr, self.warmup_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor, start: int = 0) -> None:
+        """One optimizer step on a batch; ``inputs`` is its activation at component
+        ``start`` (the images themselves for 0, a shared frozen prefix's output otherwise)."""
+        self.set_lr(self.steps)
+        with mixed_precision(labels.device, self.settings.autocast):
+            logits = self.candidate.forward(inputs, start)
+            loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.settings.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_norm, foreach=True)
+        self.optimizer.step()
+        self.steps += 1
+        self.result.examples += labels.shape[0]
+
+    def end_round(self, quality: float) -> RoundResult:
+        """Score a validation round; snapshot the candidate if it is the best at or above
+        its bar so far."""
+        score = self.candidate.score_fn(quality)
+        result = self.result
+        snapshot = score >= self.candidate.bar and (result.score is None or score > result.score)
+        if snapshot:
+            result.quality, result.score = quality, score
+            self.best_state = [
+                {k: v.detach().clone() for k, v in m.state_dict().items()}
+                for m in self.candidate.trainable
+            ]
+            self.best_momentum = [momentum_of(self.optimizer, m) for m in self.candidate.trainable]
+        done = RoundResult(len(result.rounds), quality, score, snapshot)
+        result.rounds.append(done)
+        return done
+
+    def finish(self) -> tuple[CandidateResult, Momentum]:
+        """Restore the best snapshot (if any); the result and the momentum to inherit."""
+        self.result.steps = self.steps
+        if self.best_state is not None:
+            for module, state in zip(self.candidate.trainable, self.best_state, strict=True):
+                module.load_state_dict(state)
+        return self.result, self.best_momentum
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def validation_chunks(images: torch.Tensor, labels: torch.Tensor, size: int) -> Iterator[Batch]:
+    """The validation examples in batches of ``size`` (the last one may be shorter)."""
+    for i in range(0, images.shape[0], size):
+        yield images[i : i + size], labels[i : i + size]
+
+
+def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Correct top-1 predictions, as a device scalar (no host sync)."""
+    return (logits.argmax(-1) == labels).sum()
+
+
+def accuracy(correct: torch.Tensor, examples: int) -> float:
+    """A validation's correct count as a fraction: its one host sync."""
+    return float(correct.item()) / max(1, examples)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+    autocast: torch.dtype | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` over the given examples, at ``autocast`` precision."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    with mixed_precision(images.device, autocast):
+        for x, y in validation_chunks(images, labels, batch_size):
+            correct += count_correct(model(x), y)
+    model.train(was_training)
+    return accuracy(correct, images.shape[0])
+
+
+@torch.inference_mode()
+def logits_of(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    autocast: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The model's logits on ``images`` (eval mode, at ``autocast`` precision)."""
+    model.eval()
+    with mixed_precision(images.device, autocast):
+        chunks = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return torch.cat(chunks)
