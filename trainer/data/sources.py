@@ -67,7 +67,8 @@ def load_source(
     if source == "fashion_mnist":
         return load_fashion_mnist_source(task=task, cache_dir=cache_dir)
     scheme = urllib.parse.urlparse(source).scheme
-    if scheme not in ("gs", "file") and not (scheme == "" and ("/" in source or "." in source)):
+    pathlike = scheme == "" and ("/" in source or "." in source or Path(source).exists())
+    if scheme not in ("gs", "file") and not pathlike:
         raise DatasetError(
             task,
             FIELD,
