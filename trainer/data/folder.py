@@ -69,9 +69,9 @@ def list_entries(root: Location, path: str, *, task: str, origin: str) -> list[t
 
 
 def is_image_folder(entries: list[tuple[str, bool]]) -> bool:
-    """Whether a folder's top-level ``(name, is a folder)`` entries look like an image
-    folder: sub-folders, and no images beside them."""
-    return any(d for _, d in entries) and not any(is_image_name(n) for n, d in entries if not d)
+    """Whether a folder's top-level ``(name, is a folder)`` entries may be an image folder
+    (it has sub-folders; ``load_image_folder`` then checks the layout)."""
+    return any(d for _, d in entries)
 
 
 def load_image_folder(root: Location, *, origin: str, task: str = "?") -> Source:
