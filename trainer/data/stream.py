@@ -239,18 +239,13 @@ class BatchStream:
         self._loaded = None
         self._pending.clear()
 
-    def _plans(self) -> Iterator[Plan]:
-        while True:
-            plan = self.planner.next()
-            self._pending.append(plan)
-            yield plan
 
     def _next_loaded(self) -> tuple[Plan, torch.Tensor, torch.Tensor]:
         assert self._reader is not None
         if self._loaded is None:
             self._loaded = load_batches(
                 self._reader,
-                self._plans(),
+                _plans(self.planner, self._pending),
                 workers=self._workers,
                 prefetch=self._prefetch,
                 pin_memory=self._device.type == "cuda",
@@ -273,6 +268,16 @@ class BatchStream:
 
     def _note_conversions(self, converted: dict[str, tuple[str, str]]) -> None:
         note_conversions(converted, self._seen_modes, self._log)
+
+
+def _plans(planner: Planner, pending: deque[Plan]) -> Iterator[Plan]:
+    """The loader's sampler: every plan, noted as pending until its batch comes back. It
+    holds no reference to the stream, so a dropped stream frees its loader (and stops its
+    workers) at once, without waiting for the cycle collector."""
+    while True:
+        plan = planner.next()
+        pending.append(plan)
+        yield plan
 
 
 def note_conversions(converted: dict[str, tuple[str, str]], seen: set[str], log: Log) -> None:
