@@ -63,7 +63,7 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
         result, momentum = train_candidate(
             Candidate(pool.model(plan.path), own, [{} for _ in own], hparams),
             iter(stream),
-            data.validation.tensors(cfg.budget.max_validation_examples),
+            data.validation.tensors(),
             replace(train_settings(cfg, engine.device), rounds=rounds),
             should_stop=engine.should_stop,
         )
