@@ -176,3 +176,18 @@ def test_the_cache_budget_switch(sources: dict[str, str], monkeypatch: pytest.Mo
     assert small.cached and not big.cached
     assert "within the 51.2 KiB in-memory cache (MUTASK_DATA_CACHE_MB)" in logs[0]
     assert "streamed by 0 loader worker(s)" in logs[1]
+
+
+def test_resizing_on_the_device_gives_the_same_batches(sources: dict[str, str]) -> None:
+    """The accelerator way (uint8 batches resized and augmented where the model runs),
+    exercised on the CPU: the same numbers as finishing them in the workers."""
+    from mutask.trainer.data.sets import Pipeline, TrainSet
+
+    data = load_task("t", DatasetConfig(source=sources["folder"]))
+    ways = [
+        Pipeline(CPU, 16, workers=1, prefetch=2, log=lambda _l: None, on_device=choice)
+        for choice in (False, True)
+    ]
+    a, b = (TrainSet(data.train, p, None).stream(6, 2, AUG).take(6) for p in ways)
+    _same(a, b)
+    _same(list(ways[0].batches(data.test, 4)), list(ways[1].batches(data.test, 4)))

@@ -20,7 +20,7 @@ import torch
 from mutask.trainer.data.augment import Augmenter
 from mutask.trainer.data.examples import Examples
 from mutask.trainer.data.loader import BatchReader, Failed, Plan, load_batches
-from mutask.trainer.data.stream import BatchStream, Log, note_conversions
+from mutask.trainer.data.stream import BatchStream, Log, note_conversions, resize_on_device
 from mutask.trainer.data.tensors import prepare, to_model
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -47,7 +47,8 @@ def fits_cache(examples: int, image_size: int, budget: int | None = None) -> boo
 @dataclass(frozen=True)
 class Pipeline:
     """How a task's images reach ``device`` at ``image_size``: loader ``workers`` (0: in
-    this process) with ``prefetch`` batches in flight; ``log`` gets its notes."""
+    this process) with ``prefetch`` batches in flight; ``log`` gets its notes;
+    ``on_device``: see :func:`~mutask.trainer.data.stream.resize_on_device`."""
 
     device: torch.device
     image_size: int
@@ -55,13 +56,14 @@ class Pipeline:
     prefetch: int
     task: str = "?"
     log: Log = print
+    on_device: bool | None = None  # resize on the device (default: on CUDA)
 
     def batches(
         self, examples: Examples, batch_size: int, limit: int | None = None
     ) -> Iterator[Batch]:
         """The first ``limit`` (default all) examples in order, in batches, on the device."""
         n = len(examples) if limit is None else min(limit, len(examples))
-        finish = self.device.type != "cuda"
+        finish = not resize_on_device(self.device, self.on_device)
         reader = BatchReader(examples, self.image_size, None, finish=finish, task=self.task)
         plans = (
             Plan(k, torch.arange(start, min(start + batch_size, n)))
@@ -128,6 +130,7 @@ class TrainSet:
             prefetch=p.prefetch,
             task=p.task,
             log=p.log,
+            on_device=p.on_device,
         )
 
 

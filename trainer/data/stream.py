@@ -157,14 +157,17 @@ class BatchStream:
         prefetch: int,
         task: str = "?",
         log: Log | None = None,
+        on_device: bool | None = None,
     ) -> BatchStream:
-        """A stream whose batches loader workers read from ``examples`` (see module doc)."""
+        """A stream whose batches loader workers read from ``examples`` (see module doc);
+        ``on_device`` resizes and augments them on ``device`` instead of in the workers
+        (default: on CUDA devices)."""
         stream = cls.__new__(cls)
         stream.planner = Planner(len(examples), batch_size, seed, augmenter)
         stream.images = stream.labels = None
         stream.augmenter = augmenter
         stream._state = None
-        finish_in_worker = device.type != "cuda"  # an accelerator resizes and augments itself
+        finish_in_worker = not resize_on_device(device, on_device)
         stream._reader = BatchReader(
             examples, image_size, augmenter, finish=finish_in_worker, task=task
         )
@@ -239,7 +242,6 @@ class BatchStream:
         self._loaded = None
         self._pending.clear()
 
-
     def _next_loaded(self) -> tuple[Plan, torch.Tensor, torch.Tensor]:
         assert self._reader is not None
         if self._loaded is None:
@@ -268,6 +270,13 @@ class BatchStream:
 
     def _note_conversions(self, converted: dict[str, tuple[str, str]]) -> None:
         note_conversions(converted, self._seen_modes, self._log)
+
+
+def resize_on_device(device: torch.device, choice: bool | None = None) -> bool:
+    """Whether batches are resized (and augmented) on ``device`` rather than in the loader
+    workers: on a CUDA device it is cheaper; on a CPU host the workers' cores do it in
+    parallel, and an XLA device gets finished CPU batches of one fixed shape."""
+    return device.type == "cuda" if choice is None else choice
 
 
 def _plans(planner: Planner, pending: deque[Plan]) -> Iterator[Plan]:
