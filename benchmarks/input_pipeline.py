@@ -6,12 +6,15 @@ files take ~10 MB of disk; file count, listing, index and sampler scale as with 
 files; ``--distinct`` writes real copies), then, each in a fresh process, streams
 ``--batches`` augmented training batches through the real streaming pipeline
 (``TaskDataCache`` with no in-memory cache -> ``TrainSet.stream``: listing, fixed order,
-seeded sampler, loader workers decoding, resizing to ``--image-size`` and augmenting) and records the peak RSS of the main process plus that of
-its loader workers (``getrusage``). Then, in the same run, alternating A/B, it measures
-the images/s the pipeline delivers and the images/s a mu-small candidate's training step
-consumes at the same image size on an in-memory batch (one candidate, its top
-``--cloned`` blocks, norm and head trainable, all CPU cores). The temporary folder is
-removed at the end.
+seeded sampler, loader workers decoding, resizing to ``--image-size`` and augmenting) and
+records the peak RSS of the main process plus that of its loader workers (``getrusage``).
+Then, in the same run, alternating A/B, it measures the images/s the pipeline delivers (its
+default loader workers) and the images/s a mu-small candidate's training step consumes at
+the same image size on an in-memory batch (its top ``--cloned`` blocks, norm and head
+trainable). On a CPU the engine trains a generation's candidates in lockstep, one per core
+with single-threaded kernels, all on the same batch: the batch rate training needs is one
+candidate's single-threaded step rate (``--threads 1``, the default). The temporary folder
+is removed at the end.
 
 Last line: pipeline images/s / training images/s (target >= 1.2); the line before it, the
 peak RSS growth from N to 10×N (target within 10 %).
@@ -145,7 +148,7 @@ def training_rate(args: argparse.Namespace) -> float:
     sys.path.insert(0, str(Path(__file__).parent))
     from step_overhead import build
 
-    torch.set_num_threads(args.threads or (os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     model, own = build("mu-small", args.image_size, torch.device("cpu"), args.cloned)
     params = [p for m in own for p in m.parameters()]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
@@ -174,7 +177,9 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=8, help="timed training steps")
     ap.add_argument("--cloned", type=int, default=2, help="trainable top blocks of mu-small")
     ap.add_argument("--repeats", type=int, default=3, help="A/B speed repeats (median)")
-    ap.add_argument("--threads", type=int, default=0, help="training threads (0: all cores)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="training threads (1: one candidate per core)"
+    )
     ap.add_argument("--distinct", action="store_true", help="real copies, not hard links")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -222,7 +227,10 @@ def main() -> None:
             f"CPU core(s), repeats {args.repeats} (medians)"
         )
         print(f"pipeline (decode 224-px JPEG, resize, augment): {pipe:,.0f} images/s")
-        print(f"mu-small training step ({args.cloned} cloned blocks + head): {train:,.1f} images/s")
+        print(
+            f"mu-small training step ({args.cloned} cloned blocks + head, {args.threads} "
+            f"thread(s)): {train:,.1f} images/s"
+        )
         growth = peaks[sizes[1]] / peaks[sizes[0]] - 1.0
         print(
             f"peak RSS {sizes[0]:,} -> {sizes[1]:,} images: {peaks[sizes[0]]:,.0f} -> "
