@@ -45,7 +45,8 @@ def filesystem(protocol: str) -> Any:
                 "?", FIELD, "gs://", "reading gs:// needs gcsfs (pip install mutask[trainer])"
             ) from err
         token = "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else None
-        return GCSFileSystem(token=token)
+        # no listings cache: a million-object listing would otherwise stay in memory
+        return GCSFileSystem(token=token, use_listings_cache=False)
     raise ValueError(f"unsupported protocol {protocol!r}")
 
 

@@ -260,12 +260,12 @@ class BatchStream:
         if item.number != plan.number:  # pragma: no cover - the loader keeps order
             raise DatasetError(self._reader.task, "dataset.source", "", "batches out of order")
         self._note_conversions(item.converted)
-        x, y = item.x, item.y
+        x = item.x.to(self._device, non_blocking=True)  # no-op on a CPU host
+        y = item.y.to(self._device, non_blocking=True)
         if not self._reader.finish:
-            x = to_model(x.to(self._device, non_blocking=True), self._reader.image_size)
+            x = to_model(x, self._reader.image_size)
             if self.augmenter is not None:
                 x = self.augmenter.apply(x, plan.draws)
-            y = y.to(self._device, non_blocking=True)
         return plan, x, y
 
     def _note_conversions(self, converted: dict[str, tuple[str, str]]) -> None:
