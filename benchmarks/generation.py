@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mutask.trainer.config import DatasetConfig
-from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.data import Augmenter
 from mutask.trainer.evolution import (
     ROOT_TASK,
     ChildPlan,
@@ -289,13 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = TaskDataCache(choice.device).get(
             "bench", DatasetConfig(source="digits"), args.image_size
         )
-        validation = (data.validation[0][: args.validation], data.validation[1][: args.validation])
+        validation = data.validation.tensors(args.validation)
         augmenter = Augmenter(data_hp)
 
         def make_batches() -> Iterator[Batch]:
-            return iter(
-                BatchStream(data.train[0], data.train[1], args.batch_size, args.seed, augmenter)
-            )
+            return data.train.stream(args.batch_size, args.seed, augmenter)
 
         print(f"device {choice.describe()}, torch {torch.__version__}, {cores} CPU core(s)")
         print(

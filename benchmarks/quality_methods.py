@@ -19,15 +19,16 @@ import torch
 from torch import nn
 
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
-from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.data import Augmenter
 from mutask.trainer.evolution import System, architecture, large_space
 from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.iteration.pool import component_seed
 from mutask.trainer.iteration.seeds import derive_seed
+from mutask.trainer.iteration.verify import split_accuracy
 from mutask.trainer.models import PathModel, build_component
 from mutask.trainer.runtime.device import DeviceChoice
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
-from mutask.trainer.training import Candidate, TrainSettings, evaluate, train_candidate
+from mutask.trainer.training import Candidate, TrainSettings, train_candidate
 
 Task = tuple[str, DatasetConfig]
 BASELINES = ("finetune", "head", "adapters", "sequential")
@@ -179,28 +180,19 @@ def run_baseline(
         else:
             raise ValueError(f"unknown baseline {kind!r}")
         model = PathModel([*parts, ("head", head)])
-        val = (
-            data.validation[0][: budget.max_validation_examples],
-            data.validation[1][: budget.max_validation_examples],
-        )
-        stream = BatchStream(
-            data.train[0],
-            data.train[1],
-            budget.batch_size,
-            derive_seed(base.seed, name, kind),
-            augmenter,
-        )
+        val = data.validation.tensors(budget.max_validation_examples)
+        stream = data.train.stream(budget.batch_size, derive_seed(base.seed, name, kind), augmenter)
         train_candidate(
             Candidate(model, own, [{} for _ in own], hparams), iter(stream), val, settings
         )
         total += _numel(added)
         models[name] = model
-        acc = evaluate(model, data.test[0], data.test[1], autocast=device.autocast)
+        acc = split_accuracy(model, data.test, device.autocast)
         seconds = time.perf_counter() - started
         records.append(TaskRecord(kind, name, acc, 0.0, _numel(added), total, seconds))
     for rec, (name, dataset) in zip(records, tasks, strict=True):
         data = engine.task_data(replace(base, task=name, dataset=dataset), shape.image_size)
-        rec.acc_final = evaluate(models[name], data.test[0], data.test[1], autocast=device.autocast)
+        rec.acc_final = split_accuracy(models[name], data.test, device.autocast)
     return records
 
 

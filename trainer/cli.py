@@ -103,7 +103,10 @@ def _introduce_parser(sub: Any) -> None:
     p.add_argument(
         "--dataset",
         default=DatasetConfig.source,
-        help="digits | mnist | fashion_mnist | path/URI of .npz",
+        help="digits | mnist | fashion_mnist, or a path, file:// or gs:// URI of an .npz, an idx "
+        "folder, an image folder (ROOT/<class>/<image>, optionally under train/ val/ test/), "
+        "WebDataset shards ('.../train-{000..031}.tar') or a Hugging Face dataset "
+        "(save_to_disk folder or Parquet)",
     )
     p.add_argument("--labels", help="comma-separated label subset, e.g. 0,1,2 (default: all)")
     p.add_argument(

@@ -66,7 +66,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mutask.trainer.config import DatasetConfig
     from mutask.trainer.evolution import Path
-    from mutask.trainer.training import evaluate
+    from mutask.trainer.iteration.verify import split_accuracy
 
     engine = _engine(args, args.store, quiet=True)
     _, manifests, pool = engine.load(args.seed)
@@ -82,10 +82,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return ExitCode.FAILED
         m = manifests[task]
         data = engine.data.get(task, DatasetConfig(**m["dataset"]), int(m["shape"]["image_size"]))
-        x, y = data.test if args.split == "test" else data.validation
+        split = data.test if args.split == "test" else data.validation
         model = pool.model(Path.from_dict(m["path"]))
         autocast = precision_dtype(m.get("precision") or "float32")  # as it was published
-        results[task] = evaluate(model, x, y, autocast=autocast)
+        results[task] = split_accuracy(model, split, autocast)
         print(f"{task:30s} {args.split} accuracy {results[task]:.4f}")
     return ExitCode.OK
 

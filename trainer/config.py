@@ -44,15 +44,20 @@ class DatasetConfig:
     """Where a task's images come from and how they are split and relabelled.
 
     ``source``: ``digits`` | ``mnist`` | ``fashion_mnist`` (built in), or a path / ``file://``
-    / ``gs://`` URI of an ``.npz`` file with ``x_train``/``y_train`` (and optionally
-    ``x_test``/``y_test``) or ``images``/``labels`` arrays, or a folder of idx(.gz) files.
-    Splits use the TFDS slice syntax over the source's base splits: ``train``, ``test``,
-    ``train[:95%]``, ``train[95%:]``, ``test[:1000]``.
+    / ``gs://`` URI of an ``.npz`` file (``x_train``/``y_train``, optionally ``x_val``/
+    ``y_val`` and ``x_test``/``y_test``, or ``images``/``labels``), a folder of idx(.gz)
+    files, an image folder (``ROOT/<class>/<image>`` or ``ROOT/<split>/<class>/<image>``),
+    WebDataset tar shards (``.../train-{000..031}.tar``, a ``.tar`` or a folder of them) or a
+    Hugging Face dataset (a ``save_to_disk`` folder, or Parquet files); see
+    ``mutask.trainer.data.sources``. Splits use the TFDS slice syntax over the source's base
+    splits: ``train``, ``test``, ``train[:95%]``, ``train[95%:]``, ``test[:1000]``. ``auto``
+    (the default for train and validation) uses the source's own ``validation`` split with
+    all of ``train`` when it has one, else ``train[:90%]`` / ``train[90%:]``.
     """
 
     source: str = "digits"
-    train_split: str = "train[:90%]"
-    validation_split: str = "train[90%:]"
+    train_split: str = "auto"
+    validation_split: str = "auto"
     test_split: str = "test"
     labels: list[int] | None = None
     label_map: dict[str, int] | None = None

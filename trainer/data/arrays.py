@@ -1,4 +1,5 @@
-"""In-memory image data: ``ImageSplit``/``Source`` and the checks that normalise raw arrays."""
+"""In-memory image data (``ImageSplit``), the ``Source`` every loader returns, and the checks
+that normalise raw arrays and labels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mutask.trainer.data.errors import DatasetError
+from mutask.trainer.data.records import Records, canonical_split
+
+# At most this many classes (labels 0..MAX_CLASSES-1): a stray huge label would otherwise
+# size a head (and a one-hot) by it.
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -23,19 +29,42 @@ class ImageSplit:
         """The examples at ``index`` (a slice or an integer/boolean index array)."""
         return ImageSplit(self.images[index], self.labels[index])
 
+    def fetch(self, rows: np.ndarray, *, task: str = "?") -> list[tuple[np.ndarray, str]]:
+        """The images of ``rows`` (views into the array; see :class:`Records`)."""
+        mode = "L" if self.images.shape[-1] == 1 else "RGB"
+        return [(self.images[int(r)], mode) for r in rows]
+
+    def where(self, row: int) -> str:
+        return f"example {row}"
+
 
 @dataclass(frozen=True)
 class Source:
     """A loaded data source: its base splits (e.g. ``train``, ``test``) and class count.
 
     ``name`` says which variant was loaded (``mnist`` vs ``mnist-5k``); ``origin`` says
-    where from (a path, URL or package).
+    where from (a path, URL or package); ``kind`` what it is (``arrays``, ``folder``,
+    ``shards``, ``huggingface``). ``image_shape`` is (H, W, C) of the first training image,
+    and ``class_names`` the classes' names where the source has them.
     """
 
     name: str
-    splits: dict[str, ImageSplit]
+    splits: dict[str, Records]
     num_classes: int
     origin: str = ""
+    kind: str = "arrays"
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the first image of ``train`` (or of the first split): one decode."""
+        base = "train" if "train" in self.splits else next(iter(self.splits))
+        records = self.splits[base]
+        if isinstance(records, ImageSplit):
+            h, w, c = records.images.shape[1:]
+        else:
+            h, w, c = records.fetch(np.zeros(1, dtype=np.int64))[0][0].shape
+        return int(h), int(w), int(c)
 
 
 def as_images(array: np.ndarray, *, task: str, field: str, where: str) -> np.ndarray:
@@ -99,9 +128,38 @@ def as_labels(array: np.ndarray, count: int, *, task: str, field: str, where: st
             f"shape mismatch: {count} images but {array.shape[0]} labels",
         )
     labels = array.astype(np.int64)
-    if labels.size and int(labels.min()) < 0:
-        raise DatasetError(task, field, where, f"label {int(labels.min())} is negative")
+    check_labels(labels, task=task, field=field, where=where)
     return np.ascontiguousarray(labels)
+
+
+def check_labels(
+    labels: np.ndarray,
+    num_classes: int | None = None,
+    *,
+    task: str,
+    field: str,
+    where: str,
+    name: object = None,
+) -> None:
+    """Every label in 0..num_classes-1 (0..MAX_CLASSES-1 when the count is not known);
+    ``name(i)`` names the file of example ``i`` in the error."""
+    if not labels.size:
+        return
+    top = MAX_CLASSES if num_classes is None else num_classes
+    bad = np.flatnonzero((labels < 0) | (labels >= top))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    value = int(labels[i])
+    at = f" ({name(i)})" if callable(name) else ""
+    if value < 0:
+        raise DatasetError(task, field, where, f"label {value} is negative{at}")
+    limit = (
+        f"the source has {num_classes} classes"
+        if num_classes is not None
+        else f"at most {MAX_CLASSES} classes are supported"
+    )
+    raise DatasetError(task, field, where, f"label {value} is out of range{at}: {limit}")
 
 
 def make_split(
@@ -125,14 +183,15 @@ def make_source(
 ) -> Source:
     """Build a ``Source``; check image sizes agree and labels fit ``num_classes``.
 
-    ``num_classes`` defaults to the largest label over all splits plus one.
+    ``num_classes`` defaults to the largest label over all splits plus one. Split names
+    become their canonical base split (``val`` -> ``validation``, see ``canonical_split``).
     """
     if not splits:
         raise DatasetError(task, field, origin, "the source has no splits")
     shapes = {key: split.images.shape[1:] for key, split in splits.items()}
     if len(set(shapes.values())) > 1:
         raise DatasetError(task, field, origin, f"splits disagree on image shape: {shapes}")
-    top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
+    top = max_label(splits)
     if num_classes is None:
         num_classes = top + 1
     if num_classes < 1:
@@ -144,12 +203,20 @@ def make_source(
             origin,
             f"label {top} is out of range (source {name!r} has {num_classes} classes)",
         )
-    return Source(
-        name=name,
-        splits={k: _read_only(v) for k, v in splits.items()},
-        num_classes=num_classes,
-        origin=origin,
-    )
+    named: dict[str, Records] = {}
+    for key, split in splits.items():
+        base = canonical_split(key)
+        if base in named:
+            raise DatasetError(
+                task, field, origin, f"two splits are named {base!r} (one of them {key!r})"
+            )
+        named[base] = _read_only(split)
+    return Source(name=name, splits=named, num_classes=num_classes, origin=origin)
+
+
+def max_label(splits: dict[str, ImageSplit] | dict[str, Records]) -> int:
+    """The largest label over all splits (-1 when they are all empty)."""
+    return max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
 
 
 def _read_only(split: ImageSplit) -> ImageSplit:

@@ -10,13 +10,17 @@ saturation blends with the luma by U[1-d, 1+d] (TF scales HSV saturation instead
 rotates by U[-d, d] of a full turn; the result is clamped back to [-1, 1].
 
 Every random number comes from the caller's generator, drawn on the generator's device,
-so results do not depend on the data's device.
+so results do not depend on the data's device. Drawing and applying are separate
+(``draw`` -> ``AugmentDraws`` -> ``apply``): the stream draws a batch's numbers where its
+generator lives and the batch is augmented wherever it is formed (a loader worker or the
+device); ``__call__`` does both.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,6 +44,19 @@ _RGB_TO_YIQ = (
     (0.595716, -0.274453, -0.321263),
     (0.211456, -0.522591, 0.311135),
 )
+
+
+@dataclass(frozen=True)
+class AugmentDraws:
+    """One batch's random numbers: crop boxes [B, 4], flips [B] (bool), and the raw
+    uniforms [B] of each enabled colour jitter (None where that augmentation is off)."""
+
+    boxes: torch.Tensor | None = None
+    flips: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None
+    contrast: torch.Tensor | None = None
+    saturation: torch.Tensor | None = None
+    hue: torch.Tensor | None = None
 
 
 class Augmenter:
@@ -89,19 +106,42 @@ class Augmenter:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch [B, 3, S, S] of values in [-1, 1]; same shape, dtype, device."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a batch [B, 3, S, S], got shape {tuple(x.shape)}")
+        _check_batch(x)
         if self.is_identity or x.shape[0] == 0:
             return x
-        batch = x.shape[0]
+        return self.apply(x, self.draw(x.shape[0], generator))
+
+    def draw(self, batch: int, generator: torch.Generator) -> AugmentDraws:
+        """The random numbers of one batch of ``batch`` images, in a fixed order: crop
+        boxes, flips, then brightness, contrast, saturation and hue uniforms."""
+        if self.is_identity or batch == 0:
+            return AugmentDraws()
         boxes = self.sample_boxes(batch, generator) if self.crop else None
         flips = self._uniform(batch, generator) < 0.5 if self.flip_left_right else None
-        if boxes is not None:
-            x = self._crop(x, boxes, flips)
-        elif flips is not None:
-            x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+        def jitter(delta: float) -> torch.Tensor | None:
+            return self._uniform(batch, generator) if delta > 0 else None
+
+        return AugmentDraws(
+            boxes,
+            flips,
+            jitter(self.brightness_delta),
+            jitter(self.contrast_delta),
+            jitter(self.saturation_delta),
+            jitter(self.hue_delta),
+        )
+
+    def apply(self, x: torch.Tensor, draws: AugmentDraws) -> torch.Tensor:
+        """Augment a batch [B, 3, S, S] in [-1, 1] with ``draws`` (same shape, dtype, device)."""
+        _check_batch(x)
+        if self.is_identity or x.shape[0] == 0:
+            return x
+        if draws.boxes is not None:
+            x = self._crop(x, draws.boxes, draws.flips)
+        elif draws.flips is not None:
+            x = torch.where(draws.flips.to(x.device)[:, None, None, None], x.flip(-1), x)
         if self._colour:
-            x = self._jitter(x, generator)
+            x = self._jitter(x, draws)
         return x
 
     def sample_boxes(self, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -139,26 +179,32 @@ class Augmenter:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def _jitter(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        batch = x.shape[0]
-
-        def draw(delta: float) -> torch.Tensor:  # U[-delta, delta] per image, [B, 1, 1, 1]
-            u = self._uniform(batch, generator).to(device=x.device, dtype=x.dtype)
+    def _jitter(self, x: torch.Tensor, draws: AugmentDraws) -> torch.Tensor:
+        def scaled(u: torch.Tensor | None, delta: float) -> torch.Tensor:
+            # U[-delta, delta] per image, [B, 1, 1, 1]
+            assert u is not None
+            u = u.to(device=x.device, dtype=x.dtype)
             return ((2.0 * u - 1.0) * delta)[:, None, None, None]
 
         y = (x + 1.0) * 0.5
         if self.brightness_delta > 0:
-            y = y + draw(self.brightness_delta)
+            y = y + scaled(draws.brightness, self.brightness_delta)
         if self.contrast_delta > 0:
             mean = y.mean(dim=(2, 3), keepdim=True)
-            y = (y - mean) * (1.0 + draw(self.contrast_delta)) + mean
+            y = (y - mean) * (1.0 + scaled(draws.contrast, self.contrast_delta)) + mean
         if self.saturation_delta > 0:
             luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device)[None, :, None, None]
             gray = (y * luma).sum(dim=1, keepdim=True)
-            y = (y - gray) * (1.0 + draw(self.saturation_delta)) + gray
+            y = (y - gray) * (1.0 + scaled(draws.saturation, self.saturation_delta)) + gray
         if self.hue_delta > 0:
-            y = _rotate_hue(y, draw(self.hue_delta)[:, 0, 0, 0] * (2.0 * math.pi))
+            angle = scaled(draws.hue, self.hue_delta)[:, 0, 0, 0] * (2.0 * math.pi)
+            y = _rotate_hue(y, angle)
         return (y.clamp(0.0, 1.0) * 2.0 - 1.0).contiguous()
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a batch [B, 3, S, S], got shape {tuple(x.shape)}")
 
 
 def _rotate_hue(y: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Fetch remote files into a local cache: URLs with sha256 verification, and ``gs://`` objects.
+"""Fetch files from URLs into a local cache with sha256 verification (built-in datasets).
 
 Downloads land in a temporary file next to the destination and are renamed into place
 only after they verified, so a cache never holds a partial or corrupted file.
@@ -75,55 +75,3 @@ def fetch_verified(
     finally:
         tmp.unlink(missing_ok=True)
     return dest
-
-
-def split_gs_uri(uri: str, *, task: str = "?", field: str = "dataset.source") -> tuple[str, str]:
-    """``gs://bucket/path/obj.npz`` -> ``("bucket", "path/obj.npz")``."""
-    parsed = urllib.parse.urlparse(uri)
-    name = parsed.path.lstrip("/")
-    if parsed.scheme != "gs" or not parsed.netloc or not name:
-        raise DatasetError(task, field, uri, "expected gs://BUCKET/OBJECT")
-    return parsed.netloc, name
-
-
-def fetch_gcs(uri: str, cache_dir: Path, *, task: str = "?", field: str = "dataset.source") -> Path:
-    """Download a ``gs://`` object into ``cache_dir`` (keyed by its generation); reuse hits.
-
-    Honours ``STORAGE_EMULATOR_HOST`` (anonymous credentials against an emulator).
-    """
-    bucket_name, blob_name = split_gs_uri(uri, task=task, field=field)
-    try:
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-    except ImportError as err:
-        raise DatasetError(
-            task,
-            field,
-            uri,
-            "reading gs:// needs google-cloud-storage (pip install mutask[trainer])",
-        ) from err
-    try:
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            client = storage.Client(project="mutask-emulator", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-        else:
-            client = storage.Client()
-        blob = client.bucket(bucket_name).get_blob(blob_name)
-        if blob is None:
-            raise DatasetError(task, field, uri, "no such object")
-        dest = cache_dir / "gcs" / bucket_name / str(blob.generation) / blob_name
-        if dest.is_file() and dest.stat().st_size == blob.size:
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            blob.download_to_filename(str(tmp), if_generation_match=blob.generation)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
-    except DatasetError:
-        raise
-    except Exception as err:  # google.api_core / auth / transport errors have no common base
-        raise DatasetError(task, field, uri, f"cannot download: {err}") from err

@@ -1,18 +1,31 @@
 """Resolve a ``dataset.source`` string to a loaded ``Source``; ``SourceCache`` memoises them.
 
-A source is a built-in name (``digits``, ``mnist``, ``fashion_mnist``), a local path or
-``file://`` URI of an ``.npz`` file or of a folder of idx(.gz) files, or a ``gs://`` URI
-of an ``.npz`` file. An ``.npz`` holds ``x_<split>``/``y_<split>`` pairs (``x_train``,
-``y_train``, optionally ``x_test``/``y_test`` or ``x_validation``/``y_validation``), each a
-base split; or ``images``/``labels``, which become the single base split ``train``.
+A source is a built-in name (``digits``, ``mnist``, ``fashion_mnist``) or a local path,
+``file://`` or ``gs://`` URI of:
+
+* an ``.npz`` file: ``x_<split>``/``y_<split>`` pairs (``x_train``, ``y_train``, and
+  optionally ``x_test``/``y_test``, ``x_val``/``y_val`` or ``x_validation``...), each a base
+  split; or ``images``/``labels``, the single base split ``train``;
+* a folder of idx(.gz) files (the MNIST format);
+* an image folder, ``ROOT/<class>/<image>`` or ``ROOT/<split>/<class>/<image>``
+  (:mod:`.folder`);
+* WebDataset tar shards: a brace pattern, a glob, one ``.tar`` or a folder of them
+  (:mod:`.shards`);
+* a Hugging Face dataset: a ``save_to_disk`` folder, a ``.parquet`` file or a folder of
+  Parquet files (:mod:`.hf`).
+
+Folders are told apart by what they hold (in this order): a saved Hugging Face dataset,
+Parquet files, ``.tar`` shards, idx files, class folders. Every remote read goes through
+:mod:`.filesystem`; an ``.npz`` on GCS is copied into the cache first (keyed by its
+generation).
 """
 
 from __future__ import annotations
 
 import pickle
 import urllib.parse
-import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +37,13 @@ from mutask.trainer.data.builtin import (
     load_fashion_mnist_source,
     load_mnist_source,
 )
-from mutask.trainer.data.download import default_cache_dir, fetch_gcs
+from mutask.trainer.data.download import default_cache_dir
 from mutask.trainer.data.errors import DatasetError
-from mutask.trainer.data.idx import load_idx_folder
+from mutask.trainer.data.filesystem import Location, download, locate, version_token
+from mutask.trainer.data.folder import is_image_folder, list_entries, load_image_folder
+from mutask.trainer.data.hf import is_hf_disk, load_hf
+from mutask.trainer.data.idx import find_idx_files, load_idx_folder
+from mutask.trainer.data.shards import is_shard_uri, load_shards
 
 FIELD = "dataset.source"
 
@@ -50,30 +67,82 @@ def load_source(
     if source == "fashion_mnist":
         return load_fashion_mnist_source(task=task, cache_dir=cache_dir)
     scheme = urllib.parse.urlparse(source).scheme
-    if scheme == "gs":
-        path = fetch_gcs(source, cache_dir or default_cache_dir(), task=task, field=FIELD)
-        return load_npz(path, origin=source, task=task)
-    if scheme == "file":
-        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(source).path))
-        return load_path(path, origin=source, task=task)
-    if scheme == "" and ("/" in source or "." in source):
-        return load_path(Path(source).expanduser(), origin=source, task=task)
+    pathlike = scheme == "" and ("/" in source or "." in source or Path(source).exists())
+    if scheme not in ("gs", "file") and not pathlike:
+        raise DatasetError(
+            task,
+            FIELD,
+            source,
+            f"unknown source: not a built-in ({', '.join(BUILTIN_SOURCES)}), and not a path, "
+            "file:// or gs:// URI",
+        )
+    loc = locate(source, task=task)
+    if loc.protocol == "gs" and "/" not in loc.path:
+        raise DatasetError(task, FIELD, source, "expected gs://BUCKET/OBJECT or gs://BUCKET/FOLDER")
+    if is_shard_uri(source):
+        return load_shards(source, loc, task=task, cache_dir=cache_dir)
+    return load_location(source, loc, task=task, cache_dir=cache_dir)
+
+
+def load_location(
+    source: str, loc: Location, *, task: str = "?", cache_dir: Path | None = None
+) -> Source:
+    """Load the file or folder at ``loc`` by what it is (see module doc)."""
+    fs = loc.fs
+    try:
+        is_dir = fs.isdir(loc.path)
+        exists = is_dir or fs.exists(loc.path)
+    except (OSError, ValueError) as err:
+        raise DatasetError(task, FIELD, source, f"cannot reach {loc.uri}: {err}") from err
+    if not exists:
+        what = "no such object" if loc.protocol == "gs" else "no such file or folder"
+        raise DatasetError(task, FIELD, source, f"{what}: {loc.uri}")
+    if not is_dir:
+        if loc.path.lower().endswith(".parquet"):
+            return load_hf(source, loc, parquet=True, task=task, cache_dir=cache_dir)
+        local = loc.local() or _copy_object(source, loc, cache_dir, task=task)
+        return load_npz(local, origin=source, task=task)
+    entries = list_entries(loc, loc.path, task=task, origin=source)
+    names = {n for n, d in entries if not d}
+    dirs = {n for n, d in entries if d}
+    if is_hf_disk(names):
+        return load_hf(source, loc, parquet=False, task=task, cache_dir=cache_dir)
+    if any(n.lower().endswith(".parquet") for n in names) or _has_parquet(loc, dirs):
+        return load_hf(source, loc, parquet=True, task=task, cache_dir=cache_dir)
+    if any(n.lower().endswith(".tar") for n in names):
+        return load_shards(source, loc, task=task, cache_dir=cache_dir)
+    folder = loc.local()
+    if folder is not None and find_idx_files(folder):
+        return load_idx_folder(folder, name=folder.name, task=task, field=FIELD)
+    if is_image_folder(entries):
+        return load_image_folder(loc, origin=source, task=task)
     raise DatasetError(
         task,
         FIELD,
         source,
-        f"unknown source: not a built-in ({', '.join(BUILTIN_SOURCES)}), and not a path, "
-        "file:// or gs:// URI",
+        f"no dataset found in {loc.uri}: no idx files (e.g. train-images-idx3-ubyte.gz and "
+        "train-labels-idx1-ubyte.gz), .tar shards, Parquet files, saved Hugging Face "
+        "dataset, or class folders with images",
     )
 
 
-def load_path(path: Path, *, origin: str, task: str = "?") -> Source:
-    """Load a local ``.npz`` file or idx folder."""
-    if path.is_dir():
-        return load_idx_folder(path, name=path.name, task=task, field=FIELD)
-    if not path.exists():
-        raise DatasetError(task, FIELD, origin, f"no such file or folder: {path}")
-    return load_npz(path, origin=origin, task=task)
+def _has_parquet(loc: Location, dirs: set[str]) -> bool:
+    """Parquet files one level down (the Hub's ``data/`` or per-split folders)."""
+    for name in sorted(dirs)[:8]:
+        inner = list_entries(loc, f"{loc.path.rstrip('/')}/{name}", task="?", origin=loc.uri)
+        if any(not d and n.lower().endswith(".parquet") for n, d in inner):
+            return True
+    return False
+
+
+def _copy_object(source: str, loc: Location, cache_dir: Path | None, *, task: str) -> Path:
+    """A remote file copied into the cache, keyed by its version; reused while unchanged."""
+    bucket, _, key = loc.path.partition("/")
+    token = version_token(loc).split("-")[0]
+    dest = (cache_dir or default_cache_dir()) / "gcs" / bucket / token / key
+    if dest.is_file():
+        return dest
+    return download(loc, dest, task=task, source=source)
 
 
 def load_npz(path: Path, *, origin: str, task: str = "?") -> Source:
@@ -140,3 +209,34 @@ class SourceCache:
     def clear(self) -> None:
         """Forget every cached source."""
         self._sources.clear()
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a source is, cheaply: its kind, class count, base split sizes and the
+    (H, W, C) of its first training image (its native resolution)."""
+
+    name: str
+    kind: str
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    split_sizes: dict[str, int]
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def image_size(self) -> int:
+        """The native image size: the longer side of the first image."""
+        return max(self.image_shape[0], self.image_shape[1])
+
+
+def source_info(source: str, *, task: str = "?", cache: SourceCache | None = None) -> SourceInfo:
+    """Describe ``source`` (listing it and decoding one image; nothing else is read)."""
+    src = load_source(source, task=task, cache=cache)
+    return SourceInfo(
+        name=src.name,
+        kind=src.kind,
+        num_classes=src.num_classes,
+        image_shape=src.image_shape,
+        split_sizes={k: len(v) for k, v in src.splits.items()},
+        class_names=src.class_names,
+    )

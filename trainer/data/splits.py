@@ -5,6 +5,8 @@ empty, an integer (negative counts from the end) or a percentage (``95%``, ``-5%
 ``2.5%``). Percent bounds round to the closest example like TFDS
 (``round(pct * n / 100)``), so ``train[:95%]`` and ``train[95%:]`` are complementary.
 Selection is deterministic: no shuffling (the sources are already in a fixed order).
+Base split names are canonical (``val`` and ``valid`` mean ``validation``, ``t10k``
+``test``). The selection is lazy (``Examples``): rows and labels, nothing decoded.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mutask.trainer.data.arrays import ImageSplit, Source
+from mutask.trainer.data.arrays import Source
 from mutask.trainer.data.errors import DatasetError
+from mutask.trainer.data.examples import Examples
+from mutask.trainer.data.records import canonical_split
 
 _PART = re.compile(r"^(?P<base>[A-Za-z0-9_-]+)(?:\[(?P<start>[^\]:]*):(?P<stop>[^\]:]*)\])?$")
 _BOUND = re.compile(r"^(?P<num>-?\d+(?:\.\d+)?)(?P<pct>%?)$")
@@ -100,7 +104,8 @@ def resolve_split(
     """(base split, index range) for each part of ``spec``; the bases must exist."""
     resolved: list[tuple[str, range]] = []
     for piece in parse_split(spec, task=task, field=field):
-        if piece.base not in source.splits:
+        base = canonical_split(piece.base)
+        if base not in source.splits:
             raise DatasetError(
                 task,
                 field,
@@ -108,25 +113,21 @@ def resolve_split(
                 f"source {source.name!r} has no base split {piece.base!r} (it has "
                 f"{sorted(source.splits)}); slice an existing one, e.g. train[95%:]",
             )
-        resolved.append((piece.base, piece.resolve(len(source.splits[piece.base]))))
+        resolved.append((base, piece.resolve(len(source.splits[base]))))
     return resolved
 
 
-def select_split(source: Source, spec: str, task: str = "?", *, field: str = "split") -> ImageSplit:
+def select_split(source: Source, spec: str, task: str = "?", *, field: str = "split") -> Examples:
     """The examples ``spec`` selects, in order; an empty selection raises ``DatasetError``."""
     pieces = [
-        source.splits[base].take(slice(rng.start, rng.stop))
+        Examples.of(source.splits[base], np.arange(rng.start, rng.stop, dtype=np.int64))
         for base, rng in resolve_split(source, spec, task, field=field)
     ]
     total = sum(len(piece) for piece in pieces)
     if total == 0:
         sizes = {base: len(split) for base, split in source.splits.items()}
         raise DatasetError(task, field, spec, f"the split is empty (base split sizes: {sizes})")
-    if len(pieces) == 1:
-        return pieces[0]
-    return ImageSplit(
-        np.concatenate([p.images for p in pieces]), np.concatenate([p.labels for p in pieces])
-    )
+    return Examples.concat(pieces)
 
 
 def overlap(a: list[tuple[str, range]], b: list[tuple[str, range]]) -> tuple[str, range] | None:

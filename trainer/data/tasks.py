@@ -1,54 +1,54 @@
 """Build a task's train/validation/test data from its ``DatasetConfig`` (``load_task``).
 
-Order of operations: load the source; resolve the three split specs and refuse any overlap
-between them (validation never shares examples with test or train); select; keep/relabel
-classes (``labels`` or ``label_map``); apply ``transform``; truncate train to
-``max_train_examples``.
+Order of operations: load the source; resolve the three split specs (``auto`` picks the
+source's own ``validation`` split when it has one, see :func:`auto_splits`) and refuse any
+overlap between them (validation never shares examples with test or train); select;
+keep/relabel classes (``labels`` or ``label_map``); set ``transform``; truncate train to
+``max_train_examples``. The splits are lazy ``Examples``: images are decoded when read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 
 from mutask.trainer.config import DatasetConfig
-from mutask.trainer.data.arrays import ImageSplit, Source
+from mutask.trainer.data.arrays import Source
 from mutask.trainer.data.errors import DatasetError
+from mutask.trainer.data.examples import TRANSFORMS, Examples
 from mutask.trainer.data.sources import SourceCache, load_source
 from mutask.trainer.data.splits import overlap, resolve_split, select_split
 
-TRANSFORMS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType(
-    {
-        "rot90": lambda x: np.rot90(x, k=1, axes=(1, 2)),
-        "rot180": lambda x: np.rot90(x, k=2, axes=(1, 2)),
-        "flip_lr": lambda x: x[:, :, ::-1],
-        "flip_ud": lambda x: x[:, ::-1],
-        "transpose": lambda x: np.swapaxes(x, 1, 2),
-        "invert": lambda x: 255 - x,
-    }
-)
+AUTO = "auto"
 _SPLIT_FIELDS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """A task's three splits (uint8 NHWC images, int64 labels 0..num_classes-1)."""
+    """A task's three splits (lazy ``Examples``, labels 0..num_classes-1)."""
 
     name: str
-    train: ImageSplit
-    validation: ImageSplit
-    test: ImageSplit
+    train: Examples
+    validation: Examples
+    test: Examples
     num_classes: int
     source_name: str
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of every image of the task."""
-        h, w, c = self.train.images.shape[1:]
+        """(H, W, C) of the first training image (one decode)."""
+        read = self.train.read(np.zeros(1, dtype=np.int64), task=self.name)
+        h, w, c = read.images[0].shape
         return int(h), int(w), int(c)
+
+
+def auto_splits(source: Source) -> tuple[str, str]:
+    """The (train, validation) specs ``auto`` means for ``source``: its own ``validation``
+    split with all of ``train`` when it has one, else ``train[:90%]`` / ``train[90%:]``."""
+    if "validation" in source.splits:
+        return "train", "validation"
+    return "train[:90%]", "train[90%:]"
 
 
 def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None) -> TaskData:
@@ -74,6 +74,11 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
         )
     source = load_source(cfg.source, task=task, cache=cache)
     specs = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
+    train_auto, validation_auto = auto_splits(source)
+    if specs["train"] == AUTO:
+        specs["train"] = train_auto
+    if specs["validation"] == AUTO:
+        specs["validation"] = validation_auto
     ranges = {
         name: resolve_split(source, spec, task, field=f"dataset.{name}_split")
         for name, spec in specs.items()
@@ -91,21 +96,17 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
                 "must be disjoint, e.g. train[:90%] / train[90%:] / test",
             )
     lut, num_classes = class_table(task, cfg, source)
-    splits: dict[str, ImageSplit] = {}
+    splits: dict[str, Examples] = {}
     for name in _SPLIT_FIELDS:
         field = f"dataset.{name}_split"
         split = select_split(source, specs[name], task, field=field)
         if lut is not None:
-            split = relabel(split, lut)
+            split = split.relabel(lut)
             if len(split) == 0:
                 raise DatasetError(
                     task, field, specs[name], "no examples of the selected classes in this split"
                 )
-        if cfg.transform is not None:
-            split = ImageSplit(
-                np.ascontiguousarray(TRANSFORMS[cfg.transform](split.images)), split.labels
-            )
-        splits[name] = split
+        splits[name] = split.with_transform(cfg.transform)
     if cfg.max_train_examples is not None:
         splits["train"] = splits["train"].take(slice(0, cfg.max_train_examples))
     return TaskData(
@@ -171,10 +172,3 @@ def class_table(task: str, cfg: DatasetConfig, source: Source) -> tuple[np.ndarr
             )
         return lut, len(targets)
     return None, n
-
-
-def relabel(split: ImageSplit, lut: np.ndarray) -> ImageSplit:
-    """Keep the examples whose class maps to >= 0 and give them their new labels."""
-    new = lut[split.labels]
-    keep = new >= 0
-    return ImageSplit(split.images[keep], new[keep])

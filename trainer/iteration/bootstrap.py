@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from mutask.trainer.config import IntroduceConfig
-from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.data import Augmenter
 from mutask.trainer.evolution import ROOT_TASK, Component, NewComponent, System, fresh_plan
 from mutask.trainer.evolution.hparams import DEPTH
 from mutask.trainer.iteration.engine import Engine
@@ -56,18 +56,14 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
         data = engine.task_data(cfg, shape.image_size)
         plan = fresh_plan(f"{ROOT_TASK}~0", ROOT_TASK, shape, hparams, data.num_classes)
         own = [pool.materialize(n) for n in plan.new]
-        stream = BatchStream(
-            data.train[0],
-            data.train[1],
-            cfg.budget.batch_size,
-            derive_seed(cfg.seed, ROOT_TASK),
-            Augmenter({}),
+        stream = data.train.stream(
+            cfg.budget.batch_size, derive_seed(cfg.seed, ROOT_TASK), Augmenter({})
         )
         rounds = cfg.budget.validation_rounds * cfg.budget.generations
         result, momentum = train_candidate(
             Candidate(pool.model(plan.path), own, [{} for _ in own], hparams),
             iter(stream),
-            data.validation,
+            data.validation.tensors(),
             replace(train_settings(cfg, engine.device), rounds=rounds),
             should_stop=engine.should_stop,
         )

@@ -15,7 +15,7 @@ from typing import Never
 from tqdm.auto import tqdm
 
 from mutask.trainer.config import IntroduceConfig
-from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.data import Augmenter
 from mutask.trainer.evolution import (
     Offspring,
     Path,
@@ -81,7 +81,7 @@ class GenerationTraining:
         self.pool = pool
         self.data = data
         limit = cfg.budget.max_validation_examples
-        self.validation = (data.validation[0][:limit], data.validation[1][:limit])
+        self.validation = data.validation.tensors(limit)
         self.device = device
         self.settings = train_settings(cfg, device)
         self.progress = progress
@@ -107,8 +107,7 @@ class GenerationTraining:
         stream_seed = derive_seed(cfg.seed, cfg.task, it.iteration, gen)
 
         def batches() -> Iterator[Batch]:
-            train = self.data.train
-            return iter(BatchStream(train[0], train[1], budget.batch_size, stream_seed, augmenter))
+            return self.data.train.stream(budget.batch_size, stream_seed, augmenter)
 
         def tick(_step: int) -> None:
             bar.update(1)

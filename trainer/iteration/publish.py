@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from mutask.trainer.config import DatasetConfig, IntroduceConfig
+from mutask.trainer.data.sets import EvalSet
 from mutask.trainer.evolution import Path, ScoreBreakdown, System
 from mutask.trainer.iteration.manifest import build_manifest
 from mutask.trainer.iteration.pool import ComponentPool
@@ -39,7 +38,7 @@ class Publication:
     breakdown: ScoreBreakdown | None
     num_classes: int
     dataset: DatasetConfig | None
-    test: tuple[torch.Tensor, torch.Tensor] | None
+    test: EvalSet | None
     known: Mapping[str, Path]
     previous: Mapping[str, Any] | None
     started: float

@@ -1,45 +1,112 @@
-"""Task data on the training device: each task's splits loaded and prepared once per process."""
+"""Task data for the training device: each task's splits, cached in memory or streamed.
+
+A task whose three splits fit the in-memory cache budget as model-ready float32 tensors
+(``MUTASK_DATA_CACHE_MB``, default 1024 MiB) is converted once and kept on the device (the
+small-data cache); a larger one is streamed by loader worker processes at every pass
+(:mod:`mutask.trainer.data.sets`). The choice is automatic, per task, and logged; both give
+the same batches.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from mutask.trainer.config import DatasetConfig
-from mutask.trainer.data import load_task, prepare
-
-Tensors = tuple[torch.Tensor, torch.Tensor]
+from mutask.trainer.data import SourceCache, load_task
+from mutask.trainer.data.loader import default_prefetch, default_workers
+from mutask.trainer.data.sets import (
+    CACHE_ENV,
+    EvalSet,
+    Pipeline,
+    TrainSet,
+    cache_budget,
+    cached_sets,
+    model_bytes,
+)
 
 
 @dataclass(frozen=True)
 class DeviceTask:
-    """A task's train/validation/test tensors at the system's image size, on one device."""
+    """A task's train/validation/test sets at the system's image size, for one device."""
 
     name: str
     num_classes: int
-    train: Tensors
-    validation: Tensors
-    test: Tensors
+    train: TrainSet
+    validation: EvalSet
+    test: EvalSet
+    cached: bool
 
 
 class TaskDataCache:
-    """Loads and prepares each (task, dataset, image size) once; owned by one engine."""
+    """Loads each (task, dataset, image size) once; owned by one engine.
 
-    def __init__(self, device: torch.device) -> None:
+    ``cache_bytes`` (default: the ``MUTASK_DATA_CACHE_MB`` budget), ``workers`` and
+    ``prefetch`` (default: ``MUTASK_DATA_WORKERS`` / ``MUTASK_DATA_PREFETCH``) set how;
+    ``log`` gets the choice and data notes (default: standard error, ``mutask: data: ...``).
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        *,
+        log: Callable[[str], None] | None = None,
+        cache_bytes: int | None = None,
+        workers: int | None = None,
+        prefetch: int | None = None,
+    ) -> None:
         self.device = device
+        self.log = log or _to_stderr
+        self.cache_bytes = cache_budget() if cache_bytes is None else cache_bytes
+        self.workers = default_workers() if workers is None else workers
+        self.prefetch = default_prefetch() if prefetch is None else prefetch
+        self.sources = SourceCache()
         self._cache: dict[str, DeviceTask] = {}
 
     def get(self, task: str, dataset: DatasetConfig, image_size: int) -> DeviceTask:
         key = json.dumps([task, asdict(dataset), image_size], sort_keys=True)
         if key not in self._cache:
-            data = load_task(task, dataset)
-            self._cache[key] = DeviceTask(
-                name=task,
-                num_classes=data.num_classes,
-                train=prepare(data.train, image_size, self.device),
-                validation=prepare(data.validation, image_size, self.device),
-                test=prepare(data.test, image_size, self.device),
-            )
+            self._cache[key] = self._load(task, dataset, image_size)
         return self._cache[key]
+
+    def _load(self, task: str, dataset: DatasetConfig, image_size: int) -> DeviceTask:
+        data = load_task(task, dataset, cache=self.sources)
+        splits = (data.train, data.validation, data.test)
+        total = sum(len(s) for s in splits)
+        need = model_bytes(total, image_size)
+        cache = need <= self.cache_bytes
+        sizes = ", ".join(
+            f"{len(s):,} {n}" for s, n in zip(splits, ("train", "validation", "test"), strict=True)
+        )
+        what = f"data: task {task!r}: {sizes} images at {image_size} px are {_mib(need)} as float32"
+        if cache:
+            self.log(
+                f"{what}, within the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
+                f"converted once and kept on {self.device}"
+            )
+        else:
+            self.log(
+                f"{what}, over the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
+                f"streamed by {self.workers} loader worker(s) with {self.prefetch} batches "
+                "in flight, images kept as uint8 at their stored size until batched"
+            )
+        pipeline = Pipeline(
+            self.device, image_size, self.workers, self.prefetch, task=task, log=self.log
+        )
+        train, validation, test = cached_sets(splits, pipeline, cache)
+        return DeviceTask(task, data.num_classes, train, validation, test, cache)
+
+
+def _to_stderr(line: str) -> None:
+    print(f"mutask: {line}", file=sys.stderr, flush=True)
+
+
+def _mib(size: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 2**10:.1f} KiB"

@@ -28,11 +28,13 @@ from typing import Any
 import torch
 
 from mutask.trainer.config import DatasetConfig
+from mutask.trainer.data.sets import EvalSet
 from mutask.trainer.evolution import Path
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.runtime.device import DeviceChoice, device_model, precision_dtype
-from mutask.trainer.training import evaluate, logits_of
+from mutask.trainer.training import logits_of
+from mutask.trainer.training.candidate import accuracy, count_correct, mixed_precision
 
 PROBE_SIZE = 256
 
@@ -53,17 +55,33 @@ class Measurement:
     probe_sha256: str
 
 
+@torch.inference_mode()
+def split_accuracy(
+    model: torch.nn.Module, test: EvalSet, autocast: torch.dtype | None, batch_size: int = 256
+) -> float:
+    """Top-1 accuracy over every example of ``test``, streamed in order in batches of
+    ``batch_size`` (the same batches, so the same numbers, whether it is cached or not)."""
+    was_training = model.training
+    model.eval()
+    correct: torch.Tensor | None = None
+    for x, y in test.batches(batch_size):
+        with mixed_precision(x.device, autocast):
+            found = count_correct(model(x), y)
+        correct = found if correct is None else correct + found
+    model.train(was_training)
+    return accuracy(correct if correct is not None else torch.zeros(()), len(test))
+
+
 def measure(
     model: torch.nn.Module,
-    test: tuple[torch.Tensor, torch.Tensor],
+    test: EvalSet,
     autocast: torch.dtype | None,
     batch_size: int = 256,
 ) -> Measurement:
     """What publish records and verify re-measures, at the same precision."""
-    images, labels = test
     return Measurement(
-        evaluate(model, images, labels, batch_size, autocast=autocast),
-        probe_sha256(model, images, autocast),
+        split_accuracy(model, test, autocast, batch_size),
+        probe_sha256(model, test.tensors(PROBE_SIZE)[0], autocast),
     )
 
 
