@@ -37,7 +37,7 @@ class Options:
     """Process options set by ``main.run`` (or from env when run through ``kopf run``)."""
 
     metrics_port: int = 8080
-    server_timeout: float = 300.0
+    server_timeout: int = 300  # the apiserver's timeoutSeconds: an integer (400 for "300.0")
     client_timeout: float = 330.0
     connect_timeout: float = 10.0
     max_workers: int = 16
@@ -47,7 +47,7 @@ class Options:
         env = os.environ
         return cls(
             metrics_port=int(env.get("MUTASK_OPERATOR_METRICS_PORT", "8080")),
-            server_timeout=float(env.get("MUTASK_OPERATOR_WATCH_SERVER_TIMEOUT", "300")),
+            server_timeout=int(env.get("MUTASK_OPERATOR_WATCH_SERVER_TIMEOUT", "300")),
             client_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CLIENT_TIMEOUT", "330")),
             connect_timeout=float(env.get("MUTASK_OPERATOR_WATCH_CONNECT_TIMEOUT", "10")),
             max_workers=int(env.get("MUTASK_OPERATOR_MAX_WORKERS", "16")),
