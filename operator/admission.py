@@ -43,10 +43,13 @@ def peer_from_body(body: Mapping[str, Any]) -> Peer:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
+    phase = str(status.get("phase") or api.PENDING)
+    if phase == api.PENDING and status.get("jobName"):
+        phase = api.ACCEPTED  # its Job exists (the pod is unschedulable): it holds its slot
     return Peer(
         name=str(meta.get("name", "")),
         task=str(spec.get("task", "")),
-        phase=str(status.get("phase") or api.PENDING),
+        phase=phase,
         created=str(meta.get("creationTimestamp", "")),
         suspended=bool(spec.get("suspend", False)),
         progress=dict(status.get("progress") or {}),

@@ -24,6 +24,7 @@ from mutask.operator import api, metrics
 from mutask.operator.admission import Peer, peer_from_body
 from mutask.operator.context import Context
 from mutask.operator.kube import Kube, load_client_config
+from mutask.operator.phases import unschedulable
 from mutask.operator.reconcile import reconcile_introduction
 from mutask.operator.settings import OperatorSettings
 from mutask.operator.system import reconcile_system
@@ -259,7 +260,7 @@ def on_pod(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
     _remember(kwargs)
     namespace = namespace or ""
     intro = _owner_intro(body)
-    if intro and is_preempted(body):
+    if intro and (is_preempted(body) or unschedulable(body)):
         _introduction(namespace, intro)
 
 

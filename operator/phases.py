@@ -40,6 +40,14 @@ def job_phase(job: Mapping[str, Any], *, kueue: bool) -> tuple[str, str]:
     return api.ACCEPTED, "trainer Job created; waiting for its pod"
 
 
+def unschedulable(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when ``pod`` cannot be placed on any node (e.g. no such pool)."""
+    cond = find_condition(status(pod).get("conditions") or [], "PodScheduled")
+    if cond is None or cond.get("status") != "False" or cond.get("reason") != "Unschedulable":
+        return None
+    return str(cond.get("message") or "no node fits the trainer pod")
+
+
 def generation_progress(progress: Mapping[str, Any]) -> str | None:
     gen, total = progress.get(Progress.GENERATION), progress.get(Progress.GENERATIONS)
     if gen is None or total is None:
@@ -56,8 +64,10 @@ def ti_status(
     job_name: str | None = None,
     preemptions: int | None = None,
     accepted: bool = True,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """The operator-owned part of the TaskIntroduction status after a reconcile."""
+    """The operator-owned part of the TaskIntroduction status after a reconcile (``reason``:
+    of the current phase's condition, default the phase itself)."""
     old = status(ti)
     generation = meta(ti).get("generation")
     conditions: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
@@ -70,9 +80,10 @@ def ti_status(
         now,
         generation,
     )
-    for ctype in (api.QUEUED, api.RUNNING, api.SUSPENDED, api.SUCCEEDED, api.FAILED):
+    for ctype in (api.PENDING, api.QUEUED, api.RUNNING, api.SUSPENDED, api.SUCCEEDED, api.FAILED):
         if ctype == phase:
-            conditions = set_condition(conditions, ctype, True, ctype, message, now, generation)
+            why = reason or ctype
+            conditions = set_condition(conditions, ctype, True, why, message, now, generation)
         elif find_condition(conditions, ctype) is not None:
             conditions = set_condition(conditions, ctype, False, phase, message, now, generation)
     progress = old.get("progress") or {}

@@ -19,10 +19,11 @@ from mutask.operator.context import Context
 from mutask.operator.job_builder import build_job
 from mutask.operator.kube import core_path, job_path, mts_path, ti_path
 from mutask.operator.objects import find_condition, job_name, meta, spec, status
-from mutask.operator.phases import job_phase, status_changes, ti_status
+from mutask.operator.phases import job_phase, status_changes, ti_status, unschedulable
 from mutask.trainer.config import ConfigError
 
 log = logging.getLogger(__name__)
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 
 
 class Decision:
@@ -32,6 +33,7 @@ class Decision:
         self, phase: str, message: str, job: str | None = None, accepted: bool = True
     ) -> None:
         self.phase, self.message, self.job, self.accepted = phase, message, job, accepted
+        self.reason: str | None = None  # of the phase's condition, when not the phase itself
         self.freed = False  # set when this run ended an active introduction (wake its peers)
 
 
@@ -76,6 +78,13 @@ def decide(ctx: Context, ti: dict[str, Any]) -> Decision:
         phase, message = job_phase(job, kueue=kueue)
         if phase in api.TERMINAL:
             return Decision(phase, message, jname)
+        if phase in api.ACTIVE and not sp.get("suspend") and not int(status(job).get("ready") or 0):
+            pods = ctx.kube.list(core_path(ns, "pods"), {JOB_NAME_LABEL: jname})
+            why = next((w for w in map(unschedulable, pods) if w), None)
+            if why:  # e.g. no node pool with the requested accelerator: say so, never wait mute
+                pending = Decision(api.PENDING, f"trainer pod unschedulable: {why}", jname)
+                pending.reason = "Unschedulable"
+                return pending
         if sp.get("suspend"):
             if kueue:  # Kueue owns .spec.suspend: stop by deleting (pods get SIGTERM)
                 ctx.kube.delete(job_path(ns, jname), propagation="Foreground")
@@ -149,6 +158,7 @@ def write_status(ctx: Context, ti: Mapping[str, Any], decision: Decision) -> Non
         job_name=decision.job,
         preemptions=preempted,
         accepted=decision.accepted,
+        reason=decision.reason,
     )
     changes = status_changes(old, new)
     if changes:

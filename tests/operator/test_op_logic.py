@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from mutask.operator import api
-from mutask.operator.admission import Claims, Peer, admit
+from mutask.operator.admission import Claims, Peer, admit, peer_from_body
 from mutask.operator.handlers import is_preempted
 from mutask.operator.main import parse_args
 from mutask.operator.objects import child_name, set_condition
-from mutask.operator.phases import job_phase, ti_status
+from mutask.operator.phases import job_phase, ti_status, unschedulable
 from mutask.operator.settings import OperatorSettings
 from mutask.operator.storage import ProbeResult, StorageProber, probe_file
 
@@ -128,6 +128,26 @@ def test_ti_status_transitions() -> None:
         conds[api.RUNNING]["status"] == "False" and conds[api.RUNNING]["lastTransitionTime"] == "t3"
     )
     assert s3["completionTime"] == "t3" and s3["preemptions"] == 2
+
+
+def test_unschedulable_pod_shows_as_pending_with_the_reason() -> None:
+    msg = "0/9 nodes are available: 9 node(s) didn't match Pod's node affinity/selector."
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg}
+    assert unschedulable({"status": {"conditions": [cond]}}) == msg
+    scheduled = {"type": "PodScheduled", "status": "True"}
+    assert unschedulable({"status": {"conditions": [scheduled]}}) is None
+    ti: dict[str, Any] = {"metadata": {"generation": 1}, "status": {}}
+    why = f"trainer pod unschedulable: {msg}"
+    st = ti_status(ti, api.PENDING, why, "t", reason="Unschedulable")
+    pending = next(c for c in st["conditions"] if c["type"] == api.PENDING)
+    assert st["phase"] == api.PENDING
+    assert (pending["status"], pending["reason"]) == ("True", "Unschedulable")
+    assert msg in pending["message"]
+    # Its Job exists, so it holds its admission slot; without a Job it is still waiting.
+    body = {"metadata": {"name": "a"}, "spec": {"task": "t"}, "status": {"phase": api.PENDING}}
+    assert peer_from_body(body).waiting
+    body["status"]["jobName"] = "mti-a"
+    assert peer_from_body(body).phase == api.ACCEPTED and not peer_from_body(body).waiting
 
 
 def test_set_condition_reasons_are_one_word() -> None:
