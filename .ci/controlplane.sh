@@ -5,11 +5,13 @@
 #   etcd                                                               (go.etcd.io/etcd/server/v3)
 #   kwok, kwokctl                                                      (sigs.k8s.io/kwok)
 #   kueue                                                              (sigs.k8s.io/kueue)
-# Extra controllers (Kueue today, JobSet next) are one `build_controller` line each.
+# Extra controllers (Kueue today, JobSet next) are one `build_controller` line plus one
+# `share_manifests` line each (binary, then its CRDs and webhook configurations).
 #
-# Usage: bash .ci/controlplane.sh [build|bin-dir|versions]
+# Usage: bash .ci/controlplane.sh [build|bin-dir|share-dir|versions]
 #   build     build whatever is missing (default); prints the bin folder on stdout
 #   bin-dir   print the bin folder (built or not)
+#   share-dir print the folder of the controllers' CRDs and webhook manifests
 #   versions  print the pinned versions as KEY=VALUE lines
 # Environment: MUTASK_CACHE_DIR (default ~/.cache/mutask); Go's own module and build caches
 # (GOMODCACHE, GOCACHE) stay where `go env` puts them, outside the repository.
@@ -102,6 +104,22 @@ build_controller() {
   go_build "$dir" "$ldflags" "$pkg"
 }
 
+# share_manifests NAME MODULE VERSION: keep a copy of a kubebuilder-style controller's CRDs and
+# webhook configurations (config/components/{crd,webhook}) next to the binaries, for the tests
+# that install and run it (tests/cluster/controllers.py).
+share_manifests() {
+  local name="$1" module="$2" version="$3" share="$BIN/../share/$1" dir
+  [[ -f "$share/webhook/manifests.yaml" ]] && return
+  dir="$(cd "$CACHE" && go mod download -json "$module@$version" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$dir/config/components/crd/bases" ]] || die "no config/components in $module@$version"
+  rm -rf "$share.tmp" && mkdir -p "$share.tmp/crd" "$share.tmp/webhook"
+  cp "$dir"/config/components/crd/bases/*.yaml "$share.tmp/crd/"
+  cp "$dir/config/components/crd/kustomization.yaml" "$share.tmp/crd/kustomization.yaml"
+  cp "$dir/config/components/webhook/manifests.yaml" "$share.tmp/webhook/manifests.yaml"
+  chmod -R u+w "$share.tmp" && rm -rf "$share" && mv "$share.tmp" "$share"
+}
+
 build_all() {
   mkdir -p "$BIN"
   build_etcd
@@ -109,6 +127,7 @@ build_all() {
   build_controller kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
   build_kubernetes
   build_controller kueue sigs.k8s.io/kueue "$KUEUE_VERSION" sigs.k8s.io/kueue/cmd/kueue
+  share_manifests kueue sigs.k8s.io/kueue "$KUEUE_VERSION"
   have etcd kwok kwokctl kube-apiserver kube-controller-manager kube-scheduler kubectl kueue \
     || die "some binaries are missing from $BIN"
   "$BIN/kube-apiserver" --version >&2
@@ -118,9 +137,10 @@ build_all() {
 case "${1:-build}" in
   build) build_all ;;
   bin-dir) echo "$BIN" ;;
+  share-dir) echo "$(dirname "$BIN")/share" ;;
   versions)
     printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nKUEUE_VERSION=%s\n' \
       "$KUBE_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$KUEUE_VERSION"
     ;;
-  *) die "unknown command: $1 (build | bin-dir | versions)" ;;
+  *) die "unknown command: $1 (build | bin-dir | share-dir | versions)" ;;
 esac

@@ -136,6 +136,7 @@ def start_operator(
     """``start_operator(**env)``: the chart's operator as a local process (stopped at the end,
     and the test fails if the apiserver denied it anything: its RBAC must grant every verb)."""
     started: list[OperatorProcess] = []
+    mark = cp.audit_mark()
 
     def start(**env: str) -> OperatorProcess:
         proc = OperatorProcess(
@@ -147,7 +148,7 @@ def start_operator(
     yield start
     for proc in started:
         proc.stop()
-    denied = cp.denied(operator_identity.user)
+    denied = cp.denied(operator_identity.user, since=mark)
     assert not denied, f"the apiserver denied the operator: {denied}"
 
 
