@@ -70,6 +70,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
             value = probe()
             if value:
                 return value
+        except ClusterError:  # a component died: waiting longer cannot help
+            raise
         except Exception as err:  # keep polling through transient errors
             last = err
         time.sleep(0.25)
