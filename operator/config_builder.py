@@ -133,10 +133,19 @@ def build_config(
 
 
 def build_configmap(
-    system: Obj, intro: Obj, settings: OperatorSettings, *, bootstrap_root: bool = False
+    system: Obj,
+    intro: Obj,
+    settings: OperatorSettings,
+    *,
+    bootstrap_root: bool = False,
+    init_root: bool = False,
 ) -> dict[str, Any]:
-    """The ConfigMap holding ``config.json`` (exactly ``IntroduceConfig.to_json()``)."""
-    config = build_config(system, intro, settings, bootstrap_root=bootstrap_root)
+    """The ConfigMap holding ``config.json`` (exactly ``IntroduceConfig.to_json()``).
+
+    ``bootstrap_root``: the system's root bootstrap (owned by the system). ``init_root``: an
+    introduction into an empty store, which creates the root first (the trainer skips that
+    when the store already holds one)."""
+    config = build_config(system, intro, settings, bootstrap_root=bootstrap_root or init_root)
     m = meta(intro)
     owner = system if bootstrap_root else intro
     labels = common_labels(str(meta(system).get("name")), config.task, str(m.get("name")))

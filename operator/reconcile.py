@@ -110,7 +110,8 @@ def decide(ctx: Context, ti: dict[str, Any]) -> Decision:
     system.setdefault("apiVersion", contract.API_VERSION)
     system.setdefault("kind", contract.MTS_KIND)
     try:
-        configmap = build_configmap(system, ti, ctx.settings)
+        empty = bool(status(system).get("storeEmpty"))  # the first introduction makes the root
+        configmap = build_configmap(system, ti, ctx.settings, init_root=empty)
         job_body = build_job(system, ti, ctx.settings)
     except ConfigError as err:
         ctx.claims.release(key, name)
