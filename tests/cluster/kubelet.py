@@ -5,11 +5,12 @@ Ready (status heartbeat and node Lease) and, for every pod the real scheduler bi
 
   * materialises the pod's volumes in a folder per pod: a ConfigMap volume becomes its files, an
     emptyDir an empty folder, a PersistentVolumeClaim the hostPath of the PersistentVolume it is
-    bound to (what a kubelet mounts);
+    bound to, a projected volume its token, ConfigMap and downward API files;
   * runs the container's command and args as a local process from this Python environment (the
     trainer image runs the same ``mutask`` entry point), with the container's environment
-    resolved as a kubelet does (values, fieldRef, resourceFieldRef) and a ServiceAccount token
-    bound to the pod (TokenRequest) in ``$KUBECONFIG``, the kubelet's projected token;
+    resolved as a kubelet does (values, fieldRef, resourceFieldRef); the projected
+    ServiceAccount volume gets a TokenRequest token bound to the pod, which clients in the
+    process find through ``$KUBECONFIG`` (they cannot read it from the fixed in-cluster path);
   * reports the container as running, then terminated with the process's exit code, and the pod
     phase Succeeded/Failed; a deleted pod's process gets SIGTERM, then SIGKILL after the grace
     period, and the pod is removed.
@@ -39,6 +40,7 @@ from controlplane import ControlPlane, free_port
 from kubernetes import client, config
 
 HEARTBEAT_SECONDS = 5.0
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 POLL_SECONDS = 0.3
 
 
@@ -93,6 +95,16 @@ class LocalKubelet:
         self._thread: threading.Thread | None = None
         self._last_beat = 0.0
         self.errors: list[str] = []
+
+    def report(self) -> str:
+        """What this kubelet did (for failure messages): errors, pods, exit codes, log tails."""
+        lines = [f"kubelet {self.node_name}: errors {self.errors}"]
+        for pod in [*self.finished, *self.pods.values()]:
+            state = "running" if pod.exit_code is None else f"exit {pod.exit_code}"
+            lines.append(f"--- pod {pod.namespace}/{pod.name}: {state} {pod.error or ''}")
+            if pod.log.exists():
+                lines.append(pod.log.read_text(errors="replace")[-2500:])
+        return "\n".join(lines)
 
     # -- node -----------------------------------------------------------------------------
     def _conditions(self) -> list[dict[str, Any]]:
@@ -160,21 +172,17 @@ class LocalKubelet:
             return
         self._last_beat = time.monotonic()
         self.core.patch_node_status(self.node_name, {"status": {"conditions": self._conditions()}})
-        now = datetime.datetime.now(datetime.UTC)
-        lease = {
-            "metadata": {"name": self.node_name, "namespace": "kube-node-lease"},
-            "spec": {
-                "holderIdentity": self.node_name,
-                "leaseDurationSeconds": 40,
-                "renewTime": now,
-            },
-        }
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": now}
         try:
-            self.coordination.replace_namespaced_lease(self.node_name, "kube-node-lease", lease)
+            self.coordination.patch_namespaced_lease(
+                self.node_name, "kube-node-lease", {"spec": spec}
+            )
         except client.ApiException as err:
             if err.status != 404:
                 raise
-            self.coordination.create_namespaced_lease("kube-node-lease", lease)
+            lease = {"metadata": {"name": self.node_name, "namespace": "kube-node-lease"}}
+            self.coordination.create_namespaced_lease("kube-node-lease", {**lease, "spec": spec})
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> LocalKubelet:
@@ -200,7 +208,9 @@ class LocalKubelet:
             try:
                 self._heartbeat()
                 self._sync()
-            except Exception as err:  # keep the node alive; the test reads self.errors
+            except client.ApiException as err:  # keep the node alive; tests read self.errors
+                self.errors.append(f"{err.status} {err.reason}: {str(err.body)[:500]}")
+            except Exception as err:
                 self.errors.append(repr(err))
             self._stop.wait(POLL_SECONDS)
 
@@ -279,8 +289,13 @@ class LocalKubelet:
         }
         for var in container.env or []:
             env[var.name] = local_path(self._env_value(pod, container, var))
-        sa = pod.spec.service_account_name or "default"
-        env["KUBECONFIG"] = str(self._token_kubeconfig(pod, sa, local))
+        token = mounts.get(SA_MOUNT, Path("/nonexistent")) / "token"
+        if token.is_file():  # the projected ServiceAccount token, as a kubeconfig for clients
+            kubeconfig = local.root / "serviceaccount.kubeconfig"
+            sa = pod.spec.service_account_name or "default"
+            user = f"{pod.metadata.namespace}-{sa}"
+            kubeconfig.write_text(self.cp.kubeconfig_text(token.read_text(), user))
+            env["KUBECONFIG"] = str(kubeconfig)
         cwd = local_path(container.working_dir) if container.working_dir else str(local.root)
         return args, env, cwd
 
@@ -331,16 +346,41 @@ class LocalKubelet:
             elif vol.empty_dir is not None:
                 where.mkdir(parents=True, exist_ok=True)
             elif vol.persistent_volume_claim is not None:
-                where = self._claim_path(
-                    vol.persistent_volume_claim.claim_name, pod.metadata.namespace
-                )
+                claim = vol.persistent_volume_claim.claim_name
+                where = self._claim_path(claim, pod.metadata.namespace)
+            elif vol.projected is not None:
+                self._project(pod, vol.projected, where)
             else:
                 raise ValueError(
-                    f"volume {vol.name}: only configMap, emptyDir and PVC are supported"
+                    f"volume {vol.name}: only configMap, emptyDir, PVC and projected volumes "
+                    "are supported by the harness"
                 )
             by_name[vol.name] = where
         (container,) = pod.spec.containers
         return {m.mount_path: by_name[m.name] for m in container.volume_mounts or []}
+
+    def _project(self, pod: Any, projected: Any, where: Path) -> None:
+        """A projected volume: ServiceAccount token (TokenRequest bound to the pod), ConfigMap
+        keys (kube-root-ca.crt) and downward API fields: what the ServiceAccount admission
+        plugin mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
+        where.mkdir(parents=True, exist_ok=True)
+        ns = pod.metadata.namespace
+        for src in projected.sources or []:
+            if src.service_account_token is not None:
+                sat = src.service_account_token
+                token = self._token(pod, sat.audience, sat.expiration_seconds or 3607)
+                (where / sat.path).write_text(token)
+            elif src.config_map is not None:
+                data = self.core.read_namespaced_config_map(src.config_map.name, ns).data or {}
+                keys = [client.V1KeyToPath(key=k, path=k) for k in data]
+                for item in src.config_map.items or keys:
+                    (where / item.path).write_text(data[item.key])
+            elif src.downward_api is not None:
+                fields = {"metadata.namespace": ns, "metadata.name": pod.metadata.name}
+                for item in src.downward_api.items or []:
+                    (where / item.path).write_text(fields[item.field_ref.field_path])
+            else:
+                raise ValueError("projected volume: only token, configMap and downwardAPI sources")
 
     def _claim_path(self, claim: str, namespace: str) -> Path:
         pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
@@ -351,25 +391,15 @@ class LocalKubelet:
             raise ValueError(f"PersistentVolume {pv.metadata.name} is not a hostPath volume")
         return Path(pv.spec.host_path.path)
 
-    def _token_kubeconfig(self, pod: Any, sa: str, local: LocalPod) -> Path:
-        token = self.cp.kubectl(
-            "create",
-            "token",
-            sa,
-            "-n",
-            pod.metadata.namespace,
-            "--duration",
-            "1h",
-            "--bound-object-kind",
-            "Pod",
-            "--bound-object-name",
-            pod.metadata.name,
-            "--bound-object-uid",
-            pod.metadata.uid,
-        ).stdout.strip()
-        path = local.root / "serviceaccount.kubeconfig"
-        path.write_text(self.cp.kubeconfig_text(token, f"{pod.metadata.namespace}-{sa}"))
-        return path
+    def _token(self, pod: Any, audience: str | None, seconds: int) -> str:
+        """A TokenRequest token of the pod's ServiceAccount, bound to the pod (as a kubelet's)."""
+        sa = pod.spec.service_account_name or "default"
+        args = ["create", "token", sa, "-n", pod.metadata.namespace, f"--duration={seconds}s"]
+        args += ["--bound-object-kind=Pod", f"--bound-object-name={pod.metadata.name}"]
+        args += [f"--bound-object-uid={pod.metadata.uid}"]
+        if audience:
+            args.append(f"--audience={audience}")
+        return self.cp.kubectl(*args).stdout.strip()
 
     def _running(self, pod: Any) -> dict[str, Any]:
         now = _now()
