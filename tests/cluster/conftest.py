@@ -36,6 +36,13 @@ TRAINER_SA = "mutask-trainer"
 FAST = {"MUTASK_RESYNC_SECONDS": "1", "MUTASK_SYSTEM_RESYNC_SECONDS": "1"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here runs on the control plane: ``-m "not cluster"`` skips them all."""
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
+
+
 def find_helm() -> str:
     """$HELM, helm on PATH, or .cache/tools/helm/helm (installed by .ci/install-tools.sh)."""
     for candidate in (

@@ -11,8 +11,10 @@ pods follow kwok-stages.yaml. One ControlPlane serves a whole pytest session.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -40,6 +42,14 @@ T = TypeVar("T")
 
 class ClusterError(RuntimeError):
     """The control plane could not be built, started or asked something."""
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def free_port() -> int:
@@ -203,12 +213,20 @@ class ControlPlane:
         if not self.started:
             return
         self.started = False
+        pids = [int(p.read_text()) for p in (self.cluster_dir / "pids").glob("*.pid")]
         proc = subprocess.run(
             [str(self.bin / "kwokctl"), "delete", "cluster", "--name", self.name],
             env=self.env,
             capture_output=True,
             text=True,
         )
+        # kwokctl signals the components and returns; wait until they are gone (or kill them).
+        deadline = time.monotonic() + 30
+        while (alive := [p for p in pids if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if proc.returncode != 0:
             raise ClusterError(f"kwokctl delete cluster failed: {proc.stderr[-2000:]}")
 
