@@ -8,6 +8,7 @@ and Role rendered into it) and starts its own operator process when it needs one
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,8 +118,8 @@ def namespace(
     cp: ControlPlane, helm: Helm, chart: dict[str, Any], request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A fresh namespace holding the chart's trainer ServiceAccount, Role and RoleBinding."""
-    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
-    name = f"{base[:40].strip('-')}-{uuid.uuid4().hex[:5]}"
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"  # a DNS label
     cp.kubectl("create", "namespace", name)
     rbac = helm(
         "template",
