@@ -128,6 +128,10 @@ build_all() {
   build_kubernetes
   build_controller kueue sigs.k8s.io/kueue "$KUEUE_VERSION" sigs.k8s.io/kueue/cmd/kueue
   share_manifests kueue sigs.k8s.io/kueue "$KUEUE_VERSION"
+  # JobSet (multi-host) is the same two lines: its main package is the module root, and the
+  # proxy serves sigs.k8s.io/jobset v0.11.0 by exact version (it refuses the version list):
+  #   build_controller jobset sigs.k8s.io/jobset v0.11.0 sigs.k8s.io/jobset
+  #   share_manifests jobset sigs.k8s.io/jobset v0.11.0
   have etcd kwok kwokctl kube-apiserver kube-controller-manager kube-scheduler kubectl kueue \
     || die "some binaries are missing from $BIN"
   "$BIN/kube-apiserver" --version >&2

@@ -11,6 +11,9 @@ keeps it instead of issuing one the apiserver could not verify for 127.0.0.1.
 
 Webhook configurations are removed before the process stops, so the apiserver never calls a
 dead webhook (a failurePolicy: Fail webhook would otherwise block every Job of later tests).
+
+Adding a controller (JobSet next) is a factory like :func:`kueue`: its binary and manifests
+from .ci/controlplane.sh, the webhooks it serves, its Secret and its configuration flags.
 """
 
 from __future__ import annotations
