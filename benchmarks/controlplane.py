@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 
-from conftest import CHART, Helm  # noqa: E402
 from controlplane import ControlPlane  # noqa: E402
 from gke_pools import POOLS  # noqa: E402
+from helm_release import CHART, Helm  # noqa: E402
 
 TARGET_SECONDS = 30.0
 

@@ -7,10 +7,7 @@ and Role rendered into it) and starts its own operator process when it needs one
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,16 +20,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "operator"))  # op_crd_cases, op_samples
 
-from controlplane import REPO, ClusterError, ControlPlane, Identity  # noqa: E402
+from controlplane import ControlPlane, Identity  # noqa: E402
 from gke_pools import POOLS  # noqa: E402
+from helm_release import CHART, OPERATOR_SA, RELEASE, RELEASE_NS, Helm  # noqa: E402
 from kubelet import LocalKubelet  # noqa: E402
 from operator_proc import OperatorProcess  # noqa: E402
 
-CHART = REPO / "charts" / "mutask"
-RELEASE = "mutask"
-RELEASE_NS = "mutask-system"
-OPERATOR_SA = "mutask-operator"
-TRAINER_SA = "mutask-trainer"
 # Operator settings for tests: resync every second instead of every 30 (no waiting in tests).
 FAST = {"MUTASK_RESYNC_SECONDS": "1", "MUTASK_SYSTEM_RESYNC_SECONDS": "1"}
 
@@ -42,35 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.cluster)
-
-
-def find_helm() -> str:
-    """$HELM, helm on PATH, or .cache/tools/helm/helm (installed by .ci/install-tools.sh)."""
-    for candidate in (
-        os.environ.get("HELM"),
-        shutil.which("helm"),
-        REPO / ".cache/tools/helm/helm",
-    ):
-        if candidate and Path(candidate).is_file():
-            return str(candidate)
-    subprocess.run(["bash", str(REPO / ".ci" / "install-tools.sh"), "helm"], check=True, cwd="/")
-    return str(REPO / ".cache/tools/helm/helm")
-
-
-class Helm:
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp, self.bin = cp, find_helm()
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [self.bin, "--kubeconfig", str(self.cp.admin.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            env=self.cp.env,
-        )
-        if check and proc.returncode != 0:
-            raise ClusterError(f"helm {' '.join(args)}: {proc.stderr.strip()}")
-        return proc
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,14 @@ TaskIntroduction phase, its Job and pods, and ending a simulated pod with an exi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from controlplane import ControlPlane, wait_for
 
 from mutask import contract
+from mutask.operator import api
 
 JOB_LABEL = "batch.kubernetes.io/job-name"
 
@@ -159,3 +161,23 @@ def end_pod(
     meta = pod["metadata"]
     notes = [f"{EXIT_CODE}={exit_code}"] + ([f"{DISRUPTION}={disruption}"] if disruption else [])
     cp.kubectl("annotate", "pod", meta["name"], "-n", meta["namespace"], *notes)
+
+
+def ready_system(cp: ControlPlane, ns: str, tmp_path: Path) -> str:
+    cp.apply(store_claim(ns, "store", tmp_path / "store"))
+    cp.apply([system("vision", ns, "store", tmp_path / "store")])
+
+    def is_ready() -> bool:
+        obj = cp.get("multitasksystems", "vision", ns) or {}
+        return (condition(obj, api.READY) or {}).get("status") == "True"
+
+    wait_for("MultitaskSystem vision Ready", is_ready, 60)
+    return "vision"
+
+
+def store_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, OPERATOR_SA, RELEASE, RELEASE_NS, TRAINER_SA, Helm
 from controlplane import REPO, ControlPlane
 from gke_pools import CPU
+from helm_release import CHART, OPERATOR_SA, RELEASE, RELEASE_NS, TRAINER_SA, Helm
 
 SAMPLES = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
 

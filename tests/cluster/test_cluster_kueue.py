@@ -13,8 +13,16 @@ import pytest
 from controllers import WebhookController, kueue
 from controlplane import SCRIPT, ControlPlane, wait_for
 from operator_proc import OperatorProcess
-from scenario import condition, end_pod, intro, job_of, running_pod, ti, wait_phase
-from test_cluster_scheduling import ready_system
+from scenario import (
+    condition,
+    end_pod,
+    intro,
+    job_of,
+    ready_system,
+    running_pod,
+    ti,
+    wait_phase,
+)
 
 from mutask.operator import api
 

@@ -3,7 +3,6 @@ TTL controller, and how the operator reports them on the TaskIntroduction."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,12 @@ from scenario import (
     job_of,
     jobs,
     pods_of,
+    ready_system,
     running_pod,
+    store_digest,
     ti,
     wait_phase,
 )
-from test_cluster_scheduling import ready_system
 
 from mutask import contract
 from mutask.operator import api
@@ -112,14 +112,6 @@ def test_operator_restart_mid_run_keeps_one_job(
     assert [j["metadata"]["uid"] for j in jobs(cp, namespace)] == [uid]
 
 
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
-
-
 def test_deleting_the_introduction_collects_job_and_pods(
     cp: ControlPlane, namespace: str, start_operator: Start, tmp_path: Path
 ) -> None:
@@ -129,12 +121,12 @@ def test_deleting_the_introduction_collects_job_and_pods(
     job = launch(cp, namespace, tmp_path)
     weights = tmp_path / "store" / "published.safetensors"
     weights.write_bytes(b"weights that must survive")
-    before = _digest(tmp_path / "store")
+    before = store_digest(tmp_path / "store")
     cp.kubectl("delete", "ti", "intro", "-n", namespace)
     wait_for("the Job collected", lambda: cp.get("job", job, namespace) is None, 60)
     wait_for("its pods collected", lambda: not pods_of(cp, namespace, job), 60)
     wait_for("its ConfigMap collected", lambda: cp.get("configmap", job, namespace) is None, 60)
-    assert _digest(tmp_path / "store") == before
+    assert store_digest(tmp_path / "store") == before
     assert cp.get("pvc", "store", namespace) is not None
 
 

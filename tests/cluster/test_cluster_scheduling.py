@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from controlplane import ControlPlane, wait_for
+from controlplane import ControlPlane
 from gke_pools import CPU, GPU_L4, SPOT_A100, TPU_V5E_SINGLE, NodePool, pool_of
 from operator_proc import OperatorProcess
-from scenario import condition, intro, job_of, pods_of, store_claim, system, wait_phase
+from scenario import condition, intro, job_of, pods_of, ready_system, wait_phase
 
 from mutask.operator import api
 
@@ -33,18 +33,6 @@ KINDS: list[tuple[str, dict[str, Any], NodePool]] = [
         SPOT_A100,
     ),
 ]
-
-
-def ready_system(cp: ControlPlane, ns: str, tmp_path: Path) -> str:
-    cp.apply(store_claim(ns, "store", tmp_path / "store"))
-    cp.apply([system("vision", ns, "store", tmp_path / "store")])
-
-    def is_ready() -> bool:
-        obj = cp.get("multitasksystems", "vision", ns) or {}
-        return (condition(obj, api.READY) or {}).get("status") == "True"
-
-    wait_for("MultitaskSystem vision Ready", is_ready, 60)
-    return "vision"
 
 
 @pytest.mark.parametrize(("accel", "pool"), [k[1:] for k in KINDS], ids=[k[0] for k in KINDS])

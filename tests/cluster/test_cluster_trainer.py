@@ -14,13 +14,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TRAINER_SA
 from controlplane import ControlPlane, wait_for
 from gke_pools import CPU
+from helm_release import TRAINER_SA
 from kubelet import LocalKubelet
 from operator_proc import OperatorProcess
-from scenario import condition, intro, job_of, pods_of, store_claim, system, wait_phase
-from test_cluster_outcomes import _digest
+from scenario import (
+    condition,
+    intro,
+    job_of,
+    pods_of,
+    store_claim,
+    store_digest,
+    system,
+    wait_phase,
+)
 
 from mutask.contract import ROOT_TASK, Progress
 from mutask.operator import api
@@ -98,8 +106,8 @@ def test_real_trainer_end_to_end(
     assert published == {"digits", ROOT_TASK}  # the first introduction also made the root
 
     # Deleting the introduction collects its Job and pods, never the published weights.
-    before = _digest(store)
+    before = store_digest(store)
     cp.kubectl("delete", "ti", "digits", "-n", namespace)
     wait_for("the Job collected", lambda: not cp.list("jobs", namespace), 60)
     wait_for("the pods collected", lambda: not cp.list("pods", namespace), 60)
-    assert _digest(store) == before
+    assert store_digest(store) == before

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, Helm
 from controlplane import ControlPlane
+from helm_release import CHART, Helm
 from scenario import intro
 
 RELEASE, NS = "up", "mutask-upgrade"
