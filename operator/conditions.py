@@ -17,7 +17,7 @@ from mutask.operator import api
 from mutask.operator.objects import spec, status
 
 # Condition types that are True one at a time (the "state"), most decisive first.
-EXCLUSIVE = (api.FAILED, api.SUCCEEDED, api.SUSPENDED, api.RUNNING, api.QUEUED)
+EXCLUSIVE = (api.FAILED, api.SUCCEEDED, api.SUSPENDED, api.RUNNING, api.PENDING, api.QUEUED)
 
 
 def find_condition(conditions: Sequence[Mapping[str, Any]], ctype: str) -> Mapping[str, Any] | None:
@@ -74,7 +74,7 @@ def state_of(conditions: Sequence[Mapping[str, Any]]) -> str:
     for ctype in EXCLUSIVE:
         if is_true(conditions, ctype):
             return ctype
-    return api.ACCEPTED if is_true(conditions, api.ACCEPTED) else api.PENDING
+    return api.ACCEPTED if is_true(conditions, api.ACCEPTED) else api.NEW
 
 
 def current_state(ti_status: Mapping[str, Any]) -> str:
@@ -128,8 +128,10 @@ def ti_status(
     job_name: str | None = None,
     preemptions: int | None = None,
     accepted: bool = True,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """The operator-owned part of a TaskIntroduction's status once it is in ``state``."""
+    """The operator-owned part of a TaskIntroduction's status once it is in ``state``
+    (``reason``: of the state's condition, default the state itself)."""
     conditions: list[dict[str, Any]] = [dict(c) for c in old.get("conditions") or []]
     conditions = set_condition(
         conditions,
@@ -142,7 +144,8 @@ def ti_status(
     )
     for ctype in EXCLUSIVE:
         if ctype == state:
-            conditions = set_condition(conditions, ctype, True, ctype, message, now, generation)
+            why = reason or ctype
+            conditions = set_condition(conditions, ctype, True, why, message, now, generation)
         elif find_condition(conditions, ctype) is not None:
             conditions = set_condition(conditions, ctype, False, state, message, now, generation)
     progress = old.get("progress") or {}

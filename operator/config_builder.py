@@ -53,7 +53,7 @@ OPERATOR_SET: Mapping[str, str] = {
     "device": "DEVICES[the effective accelerator type]",
     "precision": "bfloat16 on TPU, else auto",
     "metrics_port": "the --trainer-metrics-port setting",
-    "bootstrap_root": "true in the root bootstrap Job",
+    "bootstrap_root": "true in the root bootstrap Job and for an introduction into an empty store",
     "workers": "trainer default: one candidate per requested CPU (MUTASK_TRAINER_CPUS)",
     "agent_id": "trainer default",
 }
@@ -171,10 +171,20 @@ def build_config(
 
 
 def build_configmap(
-    system: SystemSpec, intro: IntroductionSpec, settings: Settings, *, bootstrap_root: bool = False
+    system: SystemSpec,
+    intro: IntroductionSpec,
+    settings: Settings,
+    *,
+    bootstrap_root: bool = False,
+    creates_root: bool = False,
 ) -> dict[str, Any]:
-    """The ConfigMap holding ``config.json`` (exactly ``IntroduceConfig.to_json()``)."""
-    config = build_config(system, intro, settings, bootstrap_root=bootstrap_root)
+    """The ConfigMap holding ``config.json`` (exactly ``IntroduceConfig.to_json()``).
+
+    ``bootstrap_root``: the system's root bootstrap Job (owned by the system).
+    ``creates_root``: an introduction into an empty store, which creates the root first (the
+    trainer skips that when the store already holds one); still owned by the introduction."""
+    root = bootstrap_root or creates_root
+    config = build_config(system, intro, settings, bootstrap_root=root)
     owner = system.ref if bootstrap_root else intro.ref
     labels = common_labels(system.ref.name, config.task, intro.ref.name)
     labels.update(settings.extra_labels)

@@ -39,12 +39,14 @@ class Indexes:
 
     ``peers``: (namespace, system) -> the system's introductions; ``systems``: (namespace,
     name) -> the system's spec and status; ``preempted``: (namespace, introduction) -> uids of
-    its preempted trainer pods.
+    its preempted trainer pods; ``unschedulable``: (namespace, introduction) -> the scheduler's
+    message for each of its trainer pods that fits no node.
     """
 
     peers_index: Mapping[Any, Iterable[Peer]] = field(default_factory=dict)
     preempted_index: Mapping[Any, Iterable[str]] = field(default_factory=dict)
     systems_index: Mapping[Any, Iterable[SystemSeen]] = field(default_factory=dict)
+    unschedulable_index: Mapping[Any, Iterable[str]] = field(default_factory=dict)
 
     def system(self, namespace: str, name: str) -> SystemSeen | None:
         return next(iter(self.systems_index.get((namespace, name), [])), None)
@@ -54,6 +56,10 @@ class Indexes:
 
     def preemptions(self, namespace: str, name: str) -> int:
         return len(set(self.preempted_index.get((namespace, name), [])))
+
+    def unschedulable(self, namespace: str, name: str) -> str | None:
+        """Why the scheduler cannot place a trainer pod of this introduction (None: it can)."""
+        return next(iter(sorted(self.unschedulable_index.get((namespace, name), []))), None)
 
     def all_peers(self) -> list[tuple[tuple[str, str], Peer]]:
         return [(key, p) for key, store in list(self.peers_index.items()) for p in list(store)]

@@ -4,8 +4,8 @@
 the settings); ``main.operate`` runs it. No module state: the shared :class:`Context` lives in
 kopf's memo and the indexes arrive with each call.
 
-* Edges: events on TaskIntroductions, MultitaskSystems, trainer Jobs and their pods reconcile
-  the object concerned at once.
+* Edges: events on TaskIntroductions, MultitaskSystems, trainer Jobs and their pods (preempted
+  or unschedulable ones) reconcile the object concerned at once.
 * Levels: two kopf timers per MultitaskSystem re-check it (storage, root) and its unfinished
   introductions and their Jobs, so nothing a missed event hid stays wrong for long.
 * TaskIntroductions get no kopf handler progress and no finalizer (deleting one cascades to its
@@ -28,7 +28,7 @@ from mutask.operator import api, metrics
 from mutask.operator.admission import Peer, peer_of
 from mutask.operator.context import Context, Indexes, SystemSeen
 from mutask.operator.kube import Kube, load_client_config
-from mutask.operator.objects import introduction_of, is_preempted, meta
+from mutask.operator.objects import introduction_of, is_preempted, meta, unschedulable
 from mutask.operator.reconcile import reconcile_introduction, reconcile_system
 from mutask.operator.settings import Settings
 from mutask.operator.spec import parse_introduction, parse_system
@@ -48,6 +48,7 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     kopf.index(*TI, id="peers_index", registry=reg)(peers_index)
     kopf.index(*MTS, id="systems_index", registry=reg)(systems_index)
     kopf.index("pods", labels=MANAGED, id="preempted_index", registry=reg)(preempted_index)
+    kopf.index("pods", labels=MANAGED, id="unschedulable_index", registry=reg)(unschedulable_index)
     kopf.on.event(*TI, registry=reg)(on_introduction)
     kopf.on.event(*MTS, registry=reg)(on_system)
     kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=reg)(on_job)
@@ -105,6 +106,7 @@ def _indexes(kwargs: Mapping[str, Any]) -> Indexes:
         peers_index=kwargs.get("peers_index", {}),
         preempted_index=kwargs.get("preempted_index", {}),
         systems_index=kwargs.get("systems_index", {}),
+        unschedulable_index=kwargs.get("unschedulable_index", {}),
     )
 
 
@@ -131,6 +133,14 @@ def preempted_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[An
     if intro is None or not is_preempted(body):
         return None
     return {(namespace or "", intro): str(meta(body).get("uid") or meta(body).get("name"))}
+
+
+def unschedulable_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, str] | None:
+    """The scheduler's message for each trainer pod no node fits, by (namespace, introduction)."""
+    intro, why = introduction_of(body), unschedulable(body)
+    if intro is None or why is None:
+        return None
+    return {(namespace or "", intro): why}
 
 
 def _introduction(ctx: Context, idx: Indexes, namespace: str, name: str) -> None:
@@ -182,7 +192,7 @@ def on_job(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: An
 
 def on_pod(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     intro = introduction_of(body)
-    if intro and is_preempted(body):
+    if intro and (is_preempted(body) or unschedulable(body)):
         _introduction(_ctx(memo), _indexes(kwargs), namespace or "", intro)
 
 

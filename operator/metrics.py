@@ -65,5 +65,5 @@ def timed(kind: str) -> Iterator[None]:
 
 def set_state_counts(counts: Mapping[str, int]) -> None:
     """Introductions per state (the ``condition`` label), zero for states nobody is in."""
-    for state in (api.PENDING, *api.STATES):
+    for state in (api.NEW, *api.STATES):
         INTRODUCTIONS.labels(state).set(counts.get(state, 0))

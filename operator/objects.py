@@ -88,6 +88,16 @@ def is_preempted(pod: Obj) -> bool:
     return False
 
 
+def unschedulable(pod: Obj) -> str | None:
+    """The scheduler's message when ``pod`` fits no node (e.g. no pool with its accelerator)."""
+    for cond in status(pod).get("conditions") or []:
+        if cond.get("type") == "PodScheduled":
+            if cond.get("status") == "False" and cond.get("reason") == api.UNSCHEDULABLE:
+                return str(cond.get("message") or "no node fits the trainer pod")
+            return None
+    return None
+
+
 def introduction_of(obj: Obj) -> str | None:
     """The TaskIntroduction a trainer Job or pod belongs to (its annotation), if any."""
     name = (meta(obj).get("annotations") or {}).get(api.LABEL_INTRODUCTION)

@@ -7,10 +7,16 @@ apply.py). Decisions read the conditions, never ``status.phase``.
 The state machine (a condition type is True at a time; ``Accepted`` alone means "Job created")::
 
     no Job   --admitted--> Accepted --pod runs--> Running --Job Complete--> Succeeded
-       |  \\--not admitted--> Queued                   \\--Job Failed-----> Failed
-       |   \\--invalid spec--> Failed (Accepted=False)
+       |  \\--not admitted--> Queued     |   ^ placed     \\--Job Failed-----> Failed
+       |   \\--invalid spec--> Failed    v   |
+       |       (Accepted=False)       Pending (reason Unschedulable: no node fits the trainer
+       |                                       pod; the Job keeps its admission slot)
     spec.suspend --> Suspended (Job suspended, or deleted under Kueue) --resume--> admission
     Succeeded/Failed are final: a finished iteration is never re-run.
+
+The first introduction into an empty store (no root bootstrap on the system) asks the trainer
+to create the root first (``bootstrap_root`` in its config; the trainer skips that when the
+store already holds one).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from mutask.operator.conditions import (
 )
 from mutask.operator.config_builder import build_configmap
 from mutask.operator.job_builder import build_job
-from mutask.operator.objects import job_name, meta, spec
+from mutask.operator.objects import job_name, meta, spec, status
 from mutask.operator.settings import Settings
 from mutask.operator.spec import IntroductionSpec, SystemSpec
 from mutask.trainer.config import ConfigError
@@ -62,6 +68,7 @@ class Observed:
     system_status: Mapping[str, Any] | None = None
     peers: tuple[Peer, ...] = ()  # the system's introductions (with this process's claims)
     preemptions: int = 0  # preempted trainer pods seen
+    unschedulable: str | None = None  # the scheduler's message for a trainer pod it cannot place
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class Outcome:
     message: str
     job: str | None = None
     accepted: bool = True  # False: the spec itself is invalid
+    reason: str | None = None  # of the state's condition, when not the state itself
 
 
 def admission(intro: IntroductionSpec, world: Observed) -> tuple[bool, str]:
@@ -124,14 +132,20 @@ def converge(
                 return Outcome(api.QUEUED, why, jname), (), ()
             resumed = Outcome(api.ACCEPTED, "resumed; waiting for the trainer pod", jname)
             return resumed, (SuspendJob(ns, jname, False),), (Claim(key, name, intro.task),)
+        ready = int(status(job).get("ready") or 0)
+        if job_st in api.ACTIVE and world.unschedulable and not ready:
+            # e.g. no node pool with the requested accelerator: say so, never wait mute
+            why = f"trainer pod unschedulable: {world.unschedulable}"
+            return Outcome(api.PENDING, why, jname, reason=api.UNSCHEDULABLE), (), ()
         return Outcome(job_st, message, jname), (), ()
     if intro.suspend:
         return Outcome(api.SUSPENDED, "suspended before start"), (), (Release(key, name),)
     ok, why = admission(intro, world)
     if not ok or world.system is None:
         return Outcome(api.QUEUED, why), (), ()
+    empty = bool((world.system_status or {}).get("storeEmpty"))  # this one creates the root
     try:
-        configmap = build_configmap(world.system, intro, settings)
+        configmap = build_configmap(world.system, intro, settings, creates_root=empty)
         job_body = build_job(world.system, intro, settings)
     except ConfigError as err:
         invalid = Outcome(api.FAILED, f"invalid spec: {err}", None, accepted=False)
@@ -155,12 +169,14 @@ def plan_introduction(intro: IntroductionSpec, world: Observed, settings: Settin
         job_name=out.job,
         preemptions=world.preemptions,
         accepted=out.accepted,
+        reason=out.reason,
     )
     announce: list[Announcement] = []
     old_state = current_state(old)
     frees = False
     if out.state != old_state:
-        announce.append(Event(intro.ref, out.state, out.message, warning=out.state == api.FAILED))
+        warn = out.state in (api.FAILED, api.PENDING)
+        announce.append(Event(intro.ref, out.reason or out.state, out.message, warning=warn))
         if out.state == api.FAILED and out.job:
             announce.append(Count("jobs_failed"))
         if out.state in api.TERMINAL | {api.SUSPENDED}:

@@ -56,7 +56,7 @@ def observe_introduction(
     ctx: Context, idx: Indexes, intro: IntroductionSpec, ti_status: Mapping[str, Any]
 ) -> Observed:
     """Read the introduction's Job (not for a finished one: nothing can change it); its system
-    comes from kopf's index of systems (the watch stream's view, no GET)."""
+    and its unschedulable pods come from kopf's indexes (the watch streams' view, no GET)."""
     ns = intro.ref.namespace
     world = Observed(
         status=ti_status, now=ctx.clock(), preemptions=idx.preemptions(ns, intro.ref.name)
@@ -69,6 +69,7 @@ def observe_introduction(
         job=ctx.kube.get(job_path(ns, job_name(intro.ref.name))),
         system=system,
         system_status=system_status,
+        unschedulable=idx.unschedulable(ns, intro.ref.name),
     )
 
 

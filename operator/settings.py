@@ -43,8 +43,8 @@ class Settings:
     peering_name: str | None = field(default=None, metadata=_opt("kopf peering object for HA"))
     priority: int = field(default=0, metadata=_opt("kopf peering priority"))
     verbose: bool = field(default=False, metadata=_opt("debug logging", "-v"))
-    watch_server_timeout: float = field(
-        default=300.0, metadata=_opt("seconds the API server keeps one watch open")
+    watch_server_timeout: int = field(  # the API's timeoutSeconds: "300.0" is a 400
+        default=300, metadata=_opt("whole seconds the API server keeps one watch open")
     )
     watch_client_timeout: float = field(
         default=330.0, metadata=_opt("seconds before a silent watch is dropped (no zombies)")
@@ -229,7 +229,12 @@ def validate(s: Settings) -> Settings:
         port = getattr(s, name)
         if not 0 <= port < 65536:
             raise SettingsError(f"--{name.replace('_', '-')}={port}: must be a TCP port (0-65535)")
-    for name in ("resync_seconds", "system_resync_seconds", "watch_connect_timeout"):
+    for name in (
+        "resync_seconds",
+        "system_resync_seconds",
+        "watch_server_timeout",
+        "watch_connect_timeout",
+    ):
         if getattr(s, name) <= 0:
             raise SettingsError(f"--{name.replace('_', '-')}={getattr(s, name)}: must be > 0")
     if s.watch_client_timeout <= s.watch_server_timeout:

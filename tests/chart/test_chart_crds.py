@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import yaml
@@ -24,6 +26,19 @@ def test_chart_crds_are_copies_of_manifests() -> None:
         n for n in sorted(source) if (SOURCE / n).read_bytes() != (CHART_CRDS / n).read_bytes()
     ]
     assert not differing, f"chart CRDs differ from manifests/crds: {differing}; {FIX}"
+
+
+def test_rbac_is_generated_from_its_one_source() -> None:
+    """charts/mutask/templates/_rbac_rules.tpl and manifests/operator/rbac.yaml are what
+    charts/sync-rbac.py generates from charts/rbac-rules.yaml."""
+    root = SOURCE.parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "charts" / "sync-rbac.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_chart_crds_are_valid(kubernetes_validate: Any) -> None:

@@ -2,9 +2,9 @@
 
 kmock serves the REST API from memory with watch streams, but sets no uid / resourceVersion /
 generation / creationTimestamp, answers create with 200, mixes /status into the main resource,
-ignores resourceVersion preconditions and has no garbage collector. This subclass adds those,
-registers the resources the operator uses for discovery, and runs on 127.0.0.1. It relies on
-kmock internals: keep kmock pinned.
+ignores resourceVersion preconditions, accepts any ``timeoutSeconds`` and has no garbage
+collector. This subclass adds those, registers the resources the operator uses for discovery,
+and runs on 127.0.0.1. It relies on kmock internals: keep kmock pinned.
 """
 
 from __future__ import annotations
@@ -52,6 +52,19 @@ def _replace(target: Any, value: Any) -> None:
         target.update(value)
     elif isinstance(target, list) and isinstance(value, list):
         target[:] = value
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    """A ``Status`` failure body, as the API server answers errors."""
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+        "message": message,
+    }
+    return aiohttp.web.json_response(body, status=code)
 
 
 @attrs.define(kw_only=True)
@@ -115,6 +128,9 @@ class FakeKubernetes(kmock.KubernetesEmulator):
         # kmock matches each request against its whole request log (O(requests so far));
         # keep only the current one (nothing here asserts on the log).
         del self._requests[:-1]
+        bad = self._bad_params(request)
+        if bad:
+            return _status(400, "BadRequest", bad)
         res = request.resource
         plural = getattr(res, "plural", None)
         if (
@@ -138,18 +154,7 @@ class FakeKubernetes(kmock.KubernetesEmulator):
         elif res is not None and request.action == enums.action.UPDATE and request.name:
             refused = self._precondition_failed(request)
             if refused:
-                code, reason, message = refused
-                return aiohttp.web.json_response(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "status": "Failure",
-                        "reason": reason,
-                        "code": code,
-                        "message": message,
-                    },
-                    status=code,
-                )
+                return _status(*refused)
             _replace(request.data, self._prepare_update(request, plural))
         response = await super()._handle(request)
         if request.action == enums.action.CREATE and response.status == 200:
@@ -157,6 +162,15 @@ class FakeKubernetes(kmock.KubernetesEmulator):
         if request.action == enums.action.DELETE and response.status == 200:
             await self._collect_garbage()
         return response
+
+    @staticmethod
+    def _bad_params(request: rendering.Request) -> str | None:
+        """Query parameters a real API server refuses: ``timeoutSeconds`` must be an integer
+        (``timeoutSeconds=300.0`` is a 400, so a watch asked that way never starts)."""
+        timeout = (request.params or {}).get("timeoutSeconds")
+        if timeout is not None and not timeout.lstrip("-").isdigit():
+            return f"timeoutSeconds={timeout!r}: not an integer"
+        return None
 
     def _precondition_failed(self, request: rendering.Request) -> tuple[int, str, str] | None:
         """A resourceVersion in a patch is a precondition, as on a real API server: a merge

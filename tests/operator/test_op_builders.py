@@ -361,6 +361,12 @@ def test_bootstrap_job_owned_by_system() -> None:
     assert config.bootstrap_root is True and config.task == "digits"
 
 
+def test_first_introduction_into_an_empty_store_creates_the_root() -> None:
+    cm = build_configmap(SYSTEM, INTRO, S, creates_root=True)
+    assert IntroduceConfig.from_json(cm["data"]["config.json"]).bootstrap_root is True
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "ti-uid"  # still the introduction's
+
+
 def test_bad_values_raise_config_error_naming_field() -> None:
     with pytest.raises(ConfigError) as err:
         build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)

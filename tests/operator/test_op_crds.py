@@ -9,6 +9,15 @@ from typing import Any
 
 import pytest
 import yaml
+from op_crd_cases import (
+    BAD_MTS,
+    BAD_PVC,
+    BAD_TI,
+    FILE_NEEDS_PVC,
+    IMMUTABLE_TI,
+    mts,
+    ti,
+)
 from op_crdtools import all_errors, cel_errors, rules, schema_errors, version_schema
 from op_samples import ROOT, load_crd
 
@@ -125,61 +134,6 @@ def test_every_sample_renders_a_valid_trainer_config() -> None:
         IntroduceConfig.from_json(cm["data"]["config.json"])
 
 
-def ti(**spec: Any) -> dict[str, Any]:
-    base = {
-        "apiVersion": "mutask.dev/v1alpha1",
-        "kind": "TaskIntroduction",
-        "metadata": {"name": "x", "namespace": "ns"},
-        "spec": {"systemRef": {"name": "s"}, "task": "digits", "dataset": {"uri": "digits"}},
-    }
-    base["spec"].update(spec)
-    return base
-
-
-BAD_TI = [
-    ("gpu-without-block", {"accelerator": {"type": "gpu"}}, "spec.accelerator.gpu is required"),
-    (
-        "tpu-without-topology",
-        {"accelerator": {"type": "tpu", "tpu": {"accelerator": "tpu-v5-lite-podslice"}}},
-        "spec.accelerator.tpu.accelerator and spec.accelerator.tpu.topology are required",
-    ),
-    (
-        "gpu-block-on-cpu",
-        {"accelerator": {"type": "cpu", "gpu": {"type": "nvidia-l4"}}},
-        "spec.accelerator.gpu is only allowed",
-    ),
-    (
-        "tpu-block-on-gpu",
-        {"accelerator": {"type": "gpu", "gpu": {"type": "nvidia-l4"}, "tpu": {"chips": 4}}},
-        "spec.accelerator.tpu is only allowed",
-    ),
-    (
-        "labels-and-labelmap",
-        {"dataset": {"uri": "digits", "labels": [1], "labelMap": {"1": 0}}},
-        "spec.dataset.labels and spec.dataset.labelMap are mutually exclusive",
-    ),
-    ("bad-accelerator-type", {"accelerator": {"type": "fpga"}}, "accelerator.type"),
-    ("zero-generations", {"budget": {"generations": 0}}, "budget.generations"),
-    ("size-scale-zero", {"search": {"sizeScale": 0}}, "search.sizeScale"),
-    ("size-scale-above-one", {"search": {"sizeScale": 1.5}}, "search.sizeScale"),
-    ("bad-task-name", {"task": "Digits!"}, "spec.task"),
-    (
-        "gpu-count-too-high",
-        {"accelerator": {"type": "gpu", "gpu": {"type": "nvidia-l4", "count": 99}}},
-        "gpu.count",
-    ),
-    (
-        "bad-topology",
-        {"accelerator": {"type": "tpu", "tpu": {"accelerator": "tpu-v5", "topology": "2-4"}}},
-        "tpu.topology",
-    ),
-    ("misspelt-field", {"budgett": {"generations": 1}}, "budgett"),
-    ("bad-quantity", {"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu"),
-    ("negative-seed", {"seed": -1}, "spec.seed"),
-    ("bad-queue-name", {"queueName": "Bad_Queue"}, "spec.queueName"),
-]
-
-
 @pytest.mark.parametrize(("spec", "field"), [b[1:] for b in BAD_TI], ids=[b[0] for b in BAD_TI])
 def test_bad_introductions_rejected_naming_the_field(spec: dict[str, Any], field: str) -> None:
     errors = all_errors(TI, ti(**spec))
@@ -193,15 +147,7 @@ def test_missing_required_fields() -> None:
     assert any("dataset" in e for e in schema_errors(TI, doc))
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "message"),
-    [
-        (("task",), "mnist", "spec.task is immutable"),
-        (("systemRef",), {"name": "other"}, "spec.systemRef is immutable"),
-        (("dataset",), {"uri": "mnist"}, "spec.dataset is immutable"),
-        (("queueName",), "other", "spec.queueName is immutable"),
-    ],
-)
+@pytest.mark.parametrize(("path", "value", "message"), IMMUTABLE_TI)
 def test_immutable_fields(path: tuple[str, ...], value: Any, message: str) -> None:
     old = ti(queueName="q")
     new = copy.deepcopy(old)
@@ -216,39 +162,7 @@ def test_mutable_fields_may_change() -> None:
     assert cel_errors(TI, new, old=old) == []
 
 
-def mts(**spec: Any) -> dict[str, Any]:
-    base = {
-        "apiVersion": "mutask.dev/v1alpha1",
-        "kind": "MultitaskSystem",
-        "metadata": {"name": "s", "namespace": "ns"},
-        "spec": {"storage": {"uri": "gs://bucket/p"}},
-    }
-    base["spec"].update(spec)
-    return base
-
-
-@pytest.mark.parametrize(
-    ("spec", "field"),
-    [
-        (
-            {
-                "rootModel": {
-                    "weightsURI": "gs://b/w",
-                    "bootstrap": {"task": "d", "dataset": {"uri": "digits"}},
-                }
-            },
-            "spec.rootModel.weightsURI and spec.rootModel.bootstrap are mutually exclusive",
-        ),
-        ({"storage": {"uri": "s3://bucket"}}, "storage.uri"),
-        ({"maxConcurrentIntroductions": 0}, "maxConcurrentIntroductions"),
-        ({"scoring": {"sizeScale": 0}}, "scoring.sizeScale"),
-        (
-            {"defaults": {"accelerator": {"type": "gpu"}}},
-            "spec.defaults.accelerator.gpu is required",
-        ),
-        ({"rootModel": {"imageSize": 2}}, "rootModel.imageSize"),
-    ],
-)
+@pytest.mark.parametrize(("spec", "field"), BAD_MTS)
 def test_bad_systems_rejected(spec: dict[str, Any], field: str) -> None:
     errors = all_errors(MTS, mts(**spec))
     assert any(field in e for e in errors), errors
@@ -258,9 +172,6 @@ def test_system_storage_immutable() -> None:
     old = mts()
     new = mts(storage={"uri": "gs://other/p"})
     assert "spec.storage.uri is immutable" in cel_errors(MTS, new, old=old)
-
-
-FILE_NEEDS_PVC = "spec.storage.persistentVolumeClaim is required when spec.storage.uri is file://"
 
 
 @pytest.mark.parametrize(
@@ -278,11 +189,7 @@ def test_file_storage_requires_pvc(storage: dict[str, Any], expected: list[str])
     assert schema_errors(MTS, mts(storage=storage)) == []
 
 
-@pytest.mark.parametrize(
-    ("pvc", "field"),
-    [({}, "claimName"), ({"claimName": ""}, "claimName"), ({"claimName": "Bad_Name"}, "claimName")],
-    ids=["missing", "empty", "not-a-dns-name"],
-)
+@pytest.mark.parametrize(("pvc", "field"), [c[1:] for c in BAD_PVC], ids=[c[0] for c in BAD_PVC])
 def test_bad_pvc_rejected(pvc: dict[str, Any], field: str) -> None:
     errors = schema_errors(MTS, mts(storage={"uri": "file:///s", "persistentVolumeClaim": pvc}))
     assert any(field in e for e in errors), errors

@@ -8,11 +8,11 @@ import pytest
 
 from mutask.operator import api, settings
 from mutask.operator.admission import Claims, Peer, admit
-from mutask.operator.conditions import job_state, set_condition, ti_status
-from mutask.operator.objects import child_name, is_preempted
+from mutask.operator.conditions import current_state, job_state, set_condition, ti_status
+from mutask.operator.objects import child_name, is_preempted, unschedulable
 from mutask.operator.storage import ProbeResult, StorageProber, probe_file
 
-ME = Peer("me", "digits", api.PENDING, "2026-01-01T00:00:05Z")
+ME = Peer("me", "digits", api.NEW, "2026-01-01T00:00:05Z")
 
 ADMISSION = [
     ("alone", [], 2, True),
@@ -33,6 +33,10 @@ ADMISSION = [
     ),
     ("limit-reached", [Peer("a", "x", api.RUNNING), Peer("b", "y", api.ACCEPTED)], 2, False),
     ("limit-free", [Peer("a", "x", api.RUNNING), Peer("b", "y", api.FAILED)], 2, True),
+    # an unschedulable pod's Job exists: it keeps its slot (and its task) until placed
+    ("unschedulable-holds-slot", [Peer("a", "x", api.PENDING)], 1, False),
+    ("unschedulable-same-task", [Peer("a", "digits", api.PENDING)], 4, False),
+    ("never-reconciled-older", [Peer("a", "x", api.NEW, "2026-01-01T00:00:01Z")], 1, False),
     (
         "older-other-task-first",
         [Peer("a", "x", api.RUNNING), Peer("b", "y", api.QUEUED, "2026-01-01T00:00:01Z")],
@@ -125,6 +129,49 @@ def test_ti_status_transitions() -> None:
         conds[api.RUNNING]["status"] == "False" and conds[api.RUNNING]["lastTransitionTime"] == "t3"
     )
     assert s3["completionTime"] == "t3" and s3["preemptions"] == 2
+
+
+def test_unschedulable_is_a_pending_state_with_its_reason() -> None:
+    assert current_state({}) == api.NEW  # never reconciled: no condition yet
+    old = ti_status({}, 1, api.RUNNING, "running", "t1", job_name="j")
+    why = "trainer pod unschedulable: 0/9 nodes are available"
+    st = ti_status(old, 1, api.PENDING, why, "t2", job_name="j", reason=api.UNSCHEDULABLE)
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert st["phase"] == current_state(st) == api.PENDING
+    assert (conds[api.PENDING]["status"], conds[api.PENDING]["reason"]) == ("True", "Unschedulable")
+    assert conds[api.PENDING]["message"] == why
+    assert (conds[api.RUNNING]["status"], conds[api.RUNNING]["reason"]) == ("False", api.PENDING)
+    back = ti_status({**old, **st}, 1, api.RUNNING, "running", "t3", job_name="j")
+    conds = {c["type"]: c for c in back["conditions"]}
+    assert back["phase"] == api.RUNNING and conds[api.PENDING]["status"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        (
+            [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "m",
+                }
+            ],
+            "m",
+        ),
+        ([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}], "no node fits"),
+        ([{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}], None),
+        ([{"type": "PodScheduled", "status": "True"}], None),
+        ([], None),
+    ],
+)
+def test_unschedulable_pod(conditions: list[dict[str, str]], expected: str | None) -> None:
+    why = unschedulable({"status": {"phase": "Pending", "conditions": conditions}})
+    if expected is None:
+        assert why is None
+    else:
+        assert why is not None and expected in why
 
 
 def test_set_condition_reasons_are_one_word() -> None:

@@ -30,6 +30,7 @@ from mutask.operator.conditions import ti_status
 from mutask.operator.plan import Observed, plan_introduction
 from mutask.operator.settings import Settings
 from mutask.operator.spec import parse_introduction, parse_system
+from mutask.trainer.config import IntroduceConfig
 
 S = Settings()
 READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}
@@ -46,11 +47,14 @@ def deleting(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def state(st: str, accepted: bool = True) -> dict[str, Any]:
+def state(st: str, accepted: bool = True, reason: str | None = None) -> dict[str, Any]:
     """An introduction's status after an earlier plan put it in ``st``."""
-    return ti_status({}, 1, st, f"was {st}", "2026-01-01T00:00:00Z", accepted=accepted)
+    return ti_status(
+        {}, 1, st, f"was {st}", "2026-01-01T00:00:00Z", accepted=accepted, reason=reason
+    )
 
 
+NO_NODE = "0/9 nodes are available: 9 node(s) didn't match Pod's node affinity/selector."
 RUNNING_PEER = Peer("other", "digits", api.RUNNING, "2026-01-01T00:00:01Z")
 BUSY = Peer("busy", "cifar", api.RUNNING, "2026-01-01T00:00:01Z")
 
@@ -69,6 +73,8 @@ class Row:
     system_status: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(READY))
     peers: tuple[Peer, ...] = ()
     preemptions: int = 0
+    unschedulable: str | None = None  # the scheduler's message for an unplaced trainer pod
+    reason: str | None = None  # of the state's condition and event (default: the state)
     actions: tuple[type, ...] = ()
     claims: tuple[type, ...] = ()
     counts: tuple[str, ...] = ()
@@ -116,6 +122,52 @@ ROWS = [
         "trainer pod running (1 ready)",
         job=job({"active": 1, "ready": 1}),
         status=state(api.ACCEPTED),
+    ),
+    Row(
+        "unschedulable-pod",
+        api.PENDING,
+        f"trainer pod unschedulable: {NO_NODE}",
+        job=job({"active": 1}),
+        status=state(api.ACCEPTED),
+        unschedulable=NO_NODE,
+        reason=api.UNSCHEDULABLE,
+    ),
+    Row(
+        "unschedulable-after-preemption",
+        api.PENDING,
+        NO_NODE,
+        job=job({"active": 1}),
+        status=state(api.RUNNING),
+        unschedulable=NO_NODE,
+        reason=api.UNSCHEDULABLE,
+    ),
+    Row(
+        "unschedulable-pod-placed",
+        api.RUNNING,
+        "trainer pod running (1 ready)",
+        job=job({"active": 1, "ready": 1}),
+        status=state(api.PENDING, reason=api.UNSCHEDULABLE),
+    ),
+    Row(
+        "ready-pod-beats-a-stale-unschedulable-one",
+        api.RUNNING,
+        "trainer pod running (1 ready)",
+        job=job({"active": 1, "ready": 1}),
+        status=state(api.RUNNING),
+        unschedulable=NO_NODE,
+        event=False,
+    ),
+    Row(
+        "unschedulable-then-suspended",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={"suspend": True},
+        job=job({"active": 1}),
+        status=state(api.PENDING, reason=api.UNSCHEDULABLE),
+        unschedulable=NO_NODE,
+        actions=(SuspendJob,),
+        claims=(Release, Release),
+        wakes=True,
     ),
     Row(
         "job-complete",
@@ -248,6 +300,7 @@ def world(row: Row, status: dict[str, Any] | None = None) -> Observed:
         system_status=row.system_status if row.system else None,
         peers=row.peers,
         preemptions=row.preemptions,
+        unschedulable=row.unschedulable,
     )
 
 
@@ -267,17 +320,19 @@ def test_introduction_plan(row: Row) -> None:
     events = [a for a in p.announce if isinstance(a, Event) and a.reason != "Preempted"]
     assert bool(events) is row.event
     for e in events:
-        assert (e.reason, e.warning) == (row.state, row.state == api.FAILED)
+        warning = row.state in (api.FAILED, api.PENDING)
+        assert (e.reason, e.warning) == (row.reason or row.state, warning)
     assert (p.wakes == ("ml", "vision")) is row.wakes
     committed = {**row.status, **p.status}
     conditions = {c["type"]: c for c in committed["conditions"]}
     assert conditions[row.state]["status"] == "True"
+    assert conditions[row.state]["reason"] == (row.reason or row.state)
     assert committed["phase"] == row.state  # derived from the conditions, for printing
     for c in conditions.values():
         assert c["observedGeneration"] == 1 and c["reason"] and "lastTransitionTime" in c
     exclusive = [
         t
-        for t in (api.QUEUED, api.RUNNING, api.SUSPENDED, api.SUCCEEDED, api.FAILED)
+        for t in (api.PENDING, api.QUEUED, api.RUNNING, api.SUSPENDED, api.SUCCEEDED, api.FAILED)
         if conditions.get(t, {}).get("status") == "True"
     ]
     assert len(exclusive) <= 1
@@ -294,6 +349,17 @@ def test_admitted_creates_configmap_then_job_announcing_the_launch() -> None:
     assert p.status["jobName"] == "mti-digits-1" and p.status["startTime"] == NOW
     (claim,) = p.claims
     assert claim == Claim(("ml", "vision"), "digits-1", "digits")
+
+
+@pytest.mark.parametrize("empty", [True, False])
+def test_first_introduction_into_an_empty_store_creates_the_root(empty: bool) -> None:
+    """No root bootstrap on the system: the first introduction's trainer creates the root (it
+    skips that when the store holds one); the ConfigMap and Job stay the introduction's."""
+    cm, jb = plan(replace(ROWS[2], system_status={**READY, "storeEmpty": empty})).actions
+    assert isinstance(cm, Create) and isinstance(jb, Create)
+    assert IntroduceConfig.from_json(cm.body["data"]["config.json"]).bootstrap_root is empty
+    owners = [b["metadata"]["ownerReferences"][0]["name"] for b in (cm.body, jb.body)]
+    assert owners == ["digits-1", "digits-1"]
 
 
 def test_invalid_spec_is_not_accepted() -> None:

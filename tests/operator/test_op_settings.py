@@ -45,6 +45,9 @@ def test_every_type_parses_from_env() -> None:
         (["-A", "--liveness-port", "70000"], {}, "--liveness-port=70000"),
         (["-A", "--resync-seconds", "0"], {}, "--resync-seconds=0"),
         (["-A", "--watch-client-timeout", "10"], {}, "--watch-client-timeout=10"),
+        # the API server's timeoutSeconds is an integer (it answers 400 to "300.0")
+        (["-A"], {"MUTASK_WATCH_SERVER_TIMEOUT": "300.0"}, "MUTASK_WATCH_SERVER_TIMEOUT='300.0'"),
+        (["-A", "--watch-server-timeout", "0"], {}, "--watch-server-timeout=0"),
         ([], {}, "--all-namespaces"),
         (["-A", "-n", "x"], {}, "--all-namespaces"),
         (["-A", "--no-such-flag"], {}, "--no-such-flag"),
@@ -68,3 +71,14 @@ def test_help_lists_every_setting_with_default(capsys: pytest.CaptureFixture[str
         assert settings.env_name(f.name) in text, f.name
     assert "(default: 8080; env MUTASK_METRICS_PORT)" in text
     assert "(default: 9090; env MUTASK_TRAINER_METRICS_PORT)" in text
+
+
+def test_watch_timeouts_reach_kopf_as_the_api_server_reads_them() -> None:
+    """kopf sends ``timeoutSeconds=str(server_timeout)``: it must read "300", never "300.0"."""
+    from mutask.operator.main import kopf_settings
+
+    s = settings.load(["-A", "--watch-server-timeout", "120", "--watch-client-timeout", "150"], {})
+    watching = kopf_settings(s).watching
+    assert str(watching.server_timeout) == "120"
+    assert (watching.client_timeout, watching.connect_timeout) == (150.0, 10.0)
+    assert str(kopf_settings(settings.load(["-A"], {})).watching.server_timeout) == "300"

@@ -122,37 +122,4 @@ namespaces, else the release namespace.
 {{- printf "%s:%s-%s" $img.repository (default .root.Chart.AppVersion $img.tag) .variant }}
 {{- end }}
 
-{{/*
-The mutask.dev custom resources the operator reconciles (rules shared by ClusterRole and Role).
-*/}}
-{{- define "mutask.operator.rules" -}}
-# mutask's own resources.
-- apiGroups: ["mutask.dev"]
-  resources: ["multitasksystems", "taskintroductions"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["mutask.dev"]
-  resources: ["multitasksystems/status", "taskintroductions/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["mutask.dev"]
-  resources: ["multitasksystems/finalizers", "taskintroductions/finalizers"]
-  verbs: ["update"]
-# Trainer Jobs and their rendered configuration.
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# PersistentVolumeClaims: read-only, to check a file:// store's claim exists.
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get"]
-# Pods: read-only, to tell why a trainer pod ended (preemption, eviction, OOM).
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list"]
-# kopf posts handler progress and errors as events.
-- apiGroups: ["", "events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-{{- end }}
+{{/* RBAC rules: generated into _rbac_rules.tpl by charts/sync-rbac.py. */}}
