@@ -15,16 +15,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mutask.trainer.errors import FieldError
+
 TASK_NAME = re.compile(r"^(private:)?[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the value."""
+class ConfigError(FieldError):
+    """A configuration value is invalid; the message names the field and the value (exit 2)."""
 
-    def __init__(self, field_path: str, value: object, why: str) -> None:
-        super().__init__(f"{field_path}={value!r}: {why}")
-        self.field_path = field_path
-        self.value = value
+    @property
+    def field_path(self) -> str:
+        return self.field
 
 
 def check_task_name(name: str, field_path: str = "task") -> str:
