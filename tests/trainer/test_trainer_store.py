@@ -17,6 +17,7 @@ from mutask.trainer.store.objects import (
     open_object_store,
 )
 from mutask.trainer.store.system_store import SystemStore
+from mutask.trainer.store.uri import StoreURIError
 
 
 def _manifest(*blobs: str) -> dict:
@@ -101,7 +102,7 @@ def test_list_filters_by_prefix_in_key_order(tmp_path: Path) -> None:
 def test_open_object_store_picks_the_backend_by_uri(tmp_path: Path) -> None:
     assert isinstance(open_object_store(str(tmp_path)), LocalObjectStore)
     assert open_object_store(f"file://{tmp_path}").uri == tmp_path.resolve().as_uri()
-    with pytest.raises(StoreError, match="unsupported scheme"):
+    with pytest.raises(StoreURIError, match="unsupported scheme 's3'"):
         open_object_store("s3://bucket/x")
 
 

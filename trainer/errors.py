@@ -1,0 +1,105 @@
+"""The trainer's typed failures, and how the command line reports one: a line and an exit code.
+
+Every failure a user can cause or fix (a bad flag, config value, dataset, store URI, store
+content, device or port) is a :class:`MutaskError` whose message names the field or the
+object (a store object by URI and key) and the value. Its ``exit_code`` says how the run
+ends (:class:`mutask.contract.ExitCode`): 2 for bad input, which no retry can fix (the
+operator's Job fails fast), 3 when fenced off by another writer, 1 for real failures a retry
+may fix. :func:`report` prints ``mutask: error: <message>``; a traceback only with
+``--debug`` (or ``MUTASK_DEBUG=1``). Anything else that escapes is a bug: it is reported the
+same way as an internal error (exit 1) with a hint to rerun with ``--debug``.
+
+Pure (no torch): the config, the store, the data loaders and the operator all import it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import ClassVar, TextIO
+
+from mutask.contract import ExitCode
+
+DEBUG_ENV = "MUTASK_DEBUG"
+INTERRUPTED_EXIT = 130  # the shell's code for SIGINT (Ctrl-C)
+
+
+class MutaskError(Exception):
+    """A failure reported as one line (the message) and ``exit_code``; never a traceback."""
+
+    exit_code: ClassVar[int] = ExitCode.FAILED
+
+
+class BadInput(MutaskError, ValueError):
+    """Bad input (flag, config, dataset, store URI or content, device, port): exit 2."""
+
+    exit_code: ClassVar[int] = ExitCode.BAD_INPUT
+
+
+class FieldError(BadInput):
+    """A bad value of one named field: ``<field>=<value!r>: <why>``."""
+
+    def __init__(self, field: str, value: object, why: str) -> None:
+        super().__init__(f"{field}={value!r}: {why}")
+        self.field = field
+        self.value = value
+        self.why = why
+
+    def __reduce__(self) -> tuple[type[FieldError], tuple[str, object, str]]:
+        return type(self), (self.field, self.value, self.why)
+
+
+class DeviceError(FieldError):
+    """The requested device does not exist here (``device=cuda`` without a GPU, ...)."""
+
+
+class PortError(FieldError):
+    """The metrics port cannot be listened on (busy, privileged)."""
+
+
+class NotPublished(BadInput):
+    """A command names a task the store has not published."""
+
+    def __init__(self, task: str, store: str, published: list[str]) -> None:
+        super().__init__(
+            f"task {task!r} is not published in {store} (published: {', '.join(published) or 'none'})"
+        )
+        self.task = task
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """``--debug`` given, or ``$MUTASK_DEBUG`` set to a true value."""
+    return flag or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
+
+
+def exit_code_of(err: BaseException) -> int:
+    """How a run that failed with ``err`` exits."""
+    if isinstance(err, KeyboardInterrupt):
+        return INTERRUPTED_EXIT
+    code = getattr(err, "exit_code", None)
+    if isinstance(err, MutaskError) and isinstance(code, int):
+        return code
+    return ExitCode.FAILED
+
+
+def describe(err: BaseException) -> str:
+    """The one line that names what failed (an internal error says it is one)."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(err, MutaskError):
+        return str(err) or type(err).__name__
+    text = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"internal error: {type(err).__name__}: {text} "
+        "(a bug in mutask; rerun with --debug for the traceback and report it)"
+    )
+
+
+def report(err: BaseException, *, debug: bool = False, stream: TextIO | None = None) -> int:
+    """Print ``err`` as ``mutask: error: ...`` (plus its traceback when ``debug``); its code."""
+    out = sys.stderr if stream is None else stream
+    if debug:
+        traceback.print_exception(err, file=out)
+    print(f"mutask: error: {describe(err)}", file=out)
+    return exit_code_of(err)
