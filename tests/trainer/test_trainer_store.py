@@ -13,6 +13,7 @@ from mutask.trainer.store.objects import (
     LocalObjectStore,
     NotFound,
     PreconditionFailed,
+    StoreDamaged,
     StoreError,
     open_object_store,
 )
@@ -152,14 +153,17 @@ def test_private_task_names_round_trip(tmp_path: Path) -> None:
     for task in ("private:x", "digits"):
         store.publish(task, {**_manifest(blob), "task": task}, expected=0)
     assert store.tasks() == ["digits", "private:x"]
-    assert store.manifests()["private:x"]["task"] == "private:x"
+    found = store.read_manifest("private:x")
+    assert found is not None and found[0]["task"] == "private:x"
+    assert set(store.scan().documents) == {"digits", "private:x"}
 
 
 def test_resume_state_round_trips_and_clears(tmp_path: Path) -> None:
     store = SystemStore(LocalObjectStore(tmp_path))
     assert store.load_resume("private:x") is None
-    store.save_resume("private:x", {"generation": 2})
-    assert store.load_resume("private:x") == {"generation": 2}
+    state = {"fingerprint": "f-0", "state": {"generation": 2}, "blobs": {}}
+    store.save_resume("private:x", state)
+    assert store.load_resume("private:x") == state
     assert store.tasks() == []  # a resume state alone is not a published task
     store.clear_resume("private:x")
     store.clear_resume("private:x")  # idempotent
@@ -169,7 +173,7 @@ def test_resume_state_round_trips_and_clears(tmp_path: Path) -> None:
 def test_a_corrupt_manifest_is_reported_by_name(tmp_path: Path) -> None:
     store = SystemStore(LocalObjectStore(tmp_path))
     store.objects.write("tasks/digits/manifest.json", b"{not json")
-    with pytest.raises(StoreError, match=r"tasks/digits/manifest\.json.*corrupt"):
+    with pytest.raises(StoreDamaged, match=r"tasks/digits/manifest\.json: unreadable manifest"):
         store.read_manifest("digits")
 
 
@@ -181,7 +185,7 @@ def _gc_store(tmp_path: Path) -> tuple[SystemStore, dict[str, str]]:
     store = SystemStore(LocalObjectStore(tmp_path))
     blobs = {name: store.put_blob(name.encode()) for name in ("published", "resume", "orphan")}
     store.publish("digits", _manifest(blobs["published"]), expected=0)
-    store.save_resume("private:x", {"blobs": {"c": blobs["resume"]}})
+    store.save_resume("private:x", {"fingerprint": "f", "state": {}, "blobs": {"c": blobs["resume"]}})
     return store, blobs
 
 

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from mutask.trainer.store.objects import NotFound, ObjectStore, PreconditionFailed, StoreError
-from mutask.trainer.store.system_store import task_prefix
+from mutask.trainer.store.layout import task_prefix
 
 DEFAULT_TTL = 30.0
 TTL_ENV = "MUTASK_LEASE_TTL"

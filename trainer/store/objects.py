@@ -42,6 +42,12 @@ class StoreAccessError(StoreError):
     exit_code: ClassVar[int] = ExitCode.BAD_INPUT
 
 
+class EmptyStore(StoreError):
+    """The store has no root model yet (bootstrap one first). Exit 2."""
+
+    exit_code: ClassVar[int] = ExitCode.BAD_INPUT
+
+
 class StoreDamaged(StoreError):
     """The store's content is damaged (unreadable manifest, missing or corrupt blob, a
     manifest that contradicts another); names the object. Exit 2: a retry cannot fix it."""
