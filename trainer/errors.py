@@ -50,6 +50,14 @@ class FieldError(BadInput):
         return type(self), (self.field, self.value, self.why)
 
 
+class ConfigError(FieldError):
+    """A configuration value is invalid (:mod:`mutask.trainer.config`, :mod:`.limits`)."""
+
+    @property
+    def field_path(self) -> str:
+        return self.field
+
+
 class DeviceError(FieldError):
     """The requested device does not exist here (``device=cuda`` without a GPU, ...)."""
 
@@ -62,9 +70,8 @@ class NotPublished(BadInput):
     """A command names a task the store has not published."""
 
     def __init__(self, task: str, store: str, published: list[str]) -> None:
-        super().__init__(
-            f"task {task!r} is not published in {store} (published: {', '.join(published) or 'none'})"
-        )
+        known = ", ".join(published) or "none"
+        super().__init__(f"task {task!r} is not published in {store} (published: {known})")
         self.task = task
 
 

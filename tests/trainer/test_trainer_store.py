@@ -185,7 +185,9 @@ def _gc_store(tmp_path: Path) -> tuple[SystemStore, dict[str, str]]:
     store = SystemStore(LocalObjectStore(tmp_path))
     blobs = {name: store.put_blob(name.encode()) for name in ("published", "resume", "orphan")}
     store.publish("digits", _manifest(blobs["published"]), expected=0)
-    store.save_resume("private:x", {"fingerprint": "f", "state": {}, "blobs": {"c": blobs["resume"]}})
+    store.save_resume(
+        "private:x", {"fingerprint": "f", "state": {}, "blobs": {"c": blobs["resume"]}}
+    )
     return store, blobs
 
 

@@ -132,4 +132,3 @@ def check_dependencies(
             f"task {task}: publish refused, components of earlier tasks changed in this run: "
             f"{changed}"
         )
-

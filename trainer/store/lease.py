@@ -25,8 +25,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from mutask.trainer.store.objects import NotFound, ObjectStore, PreconditionFailed, StoreError
 from mutask.trainer.store.layout import task_prefix
+from mutask.trainer.store.objects import NotFound, ObjectStore, PreconditionFailed, StoreError
 
 DEFAULT_TTL = 30.0
 TTL_ENV = "MUTASK_LEASE_TTL"

@@ -228,7 +228,6 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"{self.uri}/{key}: not found") from None
 
-
     def debris(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.exists():
             return []
