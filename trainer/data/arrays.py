@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mutask.trainer.data.errors import DatasetError
+from mutask.trainer.limits import MAX_CLASSES
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ def make_source(
     if len(set(shapes.values())) > 1:
         raise DatasetError(task, field, origin, f"splits disagree on image shape: {shapes}")
     top = max((int(s.labels.max()) for s in splits.values() if len(s)), default=-1)
+    if top >= MAX_CLASSES:  # before anything sizes a table or a head by it
+        raise DatasetError(
+            task, field, origin, f"label {top} is too large (at most {MAX_CLASSES - 1:,})"
+        )
     if num_classes is None:
         num_classes = top + 1
     if num_classes < 1:
