@@ -89,10 +89,9 @@ def select_device(
     if kind == "cpu" and (preference == "auto" or preference.startswith("cuda")):
         if cuda_available():
             kind, device = "cuda", torch.device(preference if preference != "auto" else "cuda")
-            if device.index is not None and device.index >= torch.cuda.device_count():
-                raise DeviceError(
-                    "device", preference, f"this host has {torch.cuda.device_count()} GPU(s)"
-                )
+            gpus = torch.cuda.device_count()
+            if device.index is not None and 0 < gpus <= device.index:
+                raise DeviceError("device", preference, f"this host has {gpus} GPU(s)")
         elif preference.startswith("cuda"):
             raise DeviceError("device", preference, "CUDA is not available on this host")
     elif preference not in ("auto", "cpu", "xla") and not preference.startswith("cuda"):
