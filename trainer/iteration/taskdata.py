@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mutask.trainer.config import DatasetConfig
-from mutask.trainer.data import load_task, prepare
+from mutask.trainer.data import TaskData, load_task, prepare
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
@@ -31,10 +31,13 @@ class TaskDataCache:
         self.device = device
         self._cache: dict[str, DeviceTask] = {}
 
-    def get(self, task: str, dataset: DatasetConfig, image_size: int) -> DeviceTask:
+    def get(
+        self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None = None
+    ) -> DeviceTask:
+        """The task's tensors; ``loaded``: its data already loaded (by the preflight)."""
         key = json.dumps([task, asdict(dataset), image_size], sort_keys=True)
         if key not in self._cache:
-            data = load_task(task, dataset)
+            data = loaded if loaded is not None else load_task(task, dataset)
             self._cache[key] = DeviceTask(
                 name=task,
                 num_classes=data.num_classes,
