@@ -5,23 +5,20 @@ content, device or port) is a :class:`MutaskError` whose message names the field
 object (a store object by URI and key) and the value. Its ``exit_code`` says how the run
 ends (:class:`mutask.contract.ExitCode`): 2 for bad input, which no retry can fix (the
 operator's Job fails fast), 3 when fenced off by another writer, 1 for real failures a retry
-may fix. :func:`report` prints ``mutask: error: <message>``; a traceback only with
+may fix. The command line (:func:`mutask.trainer.cli.main`) prints ``mutask: error:
+<message>`` (:func:`describe`) and exits with :func:`exit_code_of`; a traceback only with
 ``--debug`` (or ``MUTASK_DEBUG=1``). Anything else that escapes is a bug: it is reported the
 same way as an internal error (exit 1) with a hint to rerun with ``--debug``.
 
-Pure (no torch): the config, the store, the data loaders and the operator all import it.
+Pure (no torch, no I/O): the config, the store, the data loaders and the operator import it.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-from typing import ClassVar, TextIO
+from typing import ClassVar
 
 from mutask.contract import ExitCode
 
-DEBUG_ENV = "MUTASK_DEBUG"
 INTERRUPTED_EXIT = 130  # the shell's code for SIGINT (Ctrl-C)
 
 
@@ -75,11 +72,6 @@ class NotPublished(BadInput):
         self.task = task
 
 
-def debug_requested(flag: bool = False) -> bool:
-    """``--debug`` given, or ``$MUTASK_DEBUG`` set to a true value."""
-    return flag or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
-
-
 def exit_code_of(err: BaseException) -> int:
     """How a run that failed with ``err`` exits."""
     if isinstance(err, KeyboardInterrupt):
@@ -101,12 +93,3 @@ def describe(err: BaseException) -> str:
         f"internal error: {type(err).__name__}: {text} "
         "(a bug in mutask; rerun with --debug for the traceback and report it)"
     )
-
-
-def report(err: BaseException, *, debug: bool = False, stream: TextIO | None = None) -> int:
-    """Print ``err`` as ``mutask: error: ...`` (plus its traceback when ``debug``); its code."""
-    out = sys.stderr if stream is None else stream
-    if debug:
-        traceback.print_exception(err, file=out)
-    print(f"mutask: error: {describe(err)}", file=out)
-    return exit_code_of(err)

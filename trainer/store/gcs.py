@@ -25,6 +25,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import storage
 
 from mutask.trainer.store.objects import (
+    Listing,
     NotFound,
     ObjectInfo,
     PreconditionFailed,
@@ -234,7 +235,7 @@ class GcsObjectStore:
 
         return self._call(key, "touch", attempt)
 
-    def debris(self, prefix: str = "") -> list[ObjectInfo]:
+    def debris(self, prefix: str = "") -> Listing:
         """None: GCS uploads are atomic and need no lock files."""
         return []
 

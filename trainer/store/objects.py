@@ -65,6 +65,9 @@ class ObjectInfo:
     updated: float
 
 
+Listing = list[ObjectInfo]  # (a type alias: inside the store classes `list` is a method)
+
+
 class ObjectStore(Protocol):
     """Keys are '/'-separated relative names under the store's root URI."""
 
@@ -90,7 +93,7 @@ class ObjectStore(Protocol):
         """Refresh the object's ``updated`` time (a new generation); NotFound if absent."""
         ...
 
-    def debris(self, prefix: str = "") -> list[ObjectInfo]:
+    def debris(self, prefix: str = "") -> Listing:
         """Leftovers of interrupted writes under ``prefix`` (temp and idle lock files; GCS
         writes are atomic and leave none)."""
         ...
@@ -228,10 +231,10 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"{self.uri}/{key}: not found") from None
 
-    def debris(self, prefix: str = "") -> list[ObjectInfo]:
+    def debris(self, prefix: str = "") -> Listing:
         if not self.root.exists():
             return []
-        out: list[ObjectInfo] = []
+        out: Listing = []
         for dirpath, _, files in os.walk(self.root):
             for name in files:
                 if not (name.startswith(".") and name.endswith(DEBRIS_SUFFIXES)):
