@@ -28,6 +28,7 @@ from mutask.trainer.store.damage import StoreScan, require_healthy
 from mutask.trainer.store.gc import collect_garbage
 from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.store.system_store import SystemStore, system_from_manifests
+from mutask.trainer.store.uri import parse_store_uri
 
 
 def dump(obj: Any) -> str:
@@ -52,6 +53,9 @@ def _named(found: StoreScan, tasks: Sequence[str]) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mutask.trainer.demo.demo import run_demo
 
+    where = parse_store_uri(args.store)  # before --fresh deletes anything
+    if args.fresh and where.scheme != "file":
+        raise ConfigError("--fresh", args.store, "only deletes a local store folder")
     return run_demo(args)
 
 

@@ -10,8 +10,10 @@ object (exit 2); nothing, not even the task's lease, has been written yet.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mutask.contract import ROOT_TASK
 from mutask.trainer.config import ConfigError, IntroduceConfig, ModelConfig
@@ -61,6 +63,7 @@ def preflight(
         say(f"mutask: warning: {line} (left out of this run; `mutask verify` lists the damage)")
     if bootstrap:
         shape = _bootstrap_shape(cfg.model)
+        _check_weights_file(cfg.model.weights)
     else:
         root = found.manifests[ROOT_TASK]
         shape = ViTShape(**root["shape"])
@@ -101,6 +104,16 @@ def _bootstrap_shape(model: ModelConfig) -> ViTShape:
         field = "model.preset" if "preset" in str(err) else "model.image_size"
         value = model.preset if field == "model.preset" else model.image_size
         raise ConfigError(field, value, str(err)) from err
+
+
+def _check_weights_file(weights: str | None) -> None:
+    """A local weights file must exist (remote ones are read at bootstrap)."""
+    if not weights:
+        return
+    remote = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", weights) and not weights.startswith("file://")
+    path = Path(weights.removeprefix("file://")).expanduser()
+    if not remote and not path.is_file():
+        raise ConfigError("model.weights", weights, f"no such file: {path}")
 
 
 def _root_model(
