@@ -67,7 +67,7 @@ def run_introduction(
             workers=cfg.workers,
             cpus=requested_cpus(os.environ),
         )
-        checked = preflight(engine, cfg, explicit=explicit_model)
+        checked = preflight(engine, cfg, explicit=explicit_model, log=_stderr)
         cfg = checked.cfg
         store.sweep((task_prefix(cfg.task), BLOBS))  # leftovers of killed writers
         print(f"mutask: task {cfg.task} on {device.describe()}, store {store.uri}", file=sys.stderr)
@@ -84,6 +84,10 @@ def run_introduction(
     finally:
         if stop_metrics is not None:
             stop_metrics()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _report(out: IntroductionOutcome) -> int:
