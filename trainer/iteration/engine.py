@@ -48,6 +48,9 @@ class FencedError(MutaskError):
 
     exit_code: ClassVar[int] = ExitCode.FENCED
 
+    def __init__(self, message: str) -> None:
+        super().__init__(f"fenced: {message}")
+
 
 @dataclass(frozen=True)
 class IntroductionOutcome:
