@@ -121,7 +121,7 @@ LIMIT_MTS: list[tuple[str, dict[str, Any], str]] = [
     ("store-dotdot", store("file:///var/../etc"), "'.' or '..' segments"),
     ("store-dot", store("file:///var/./x"), "'.' or '..' segments"),
     ("store-tmp", store("file:///tmp"), OWN_FOLDERS),
-    ("store-under-tmp", store("file:///tmp/store"), OWN_FOLDERS),
+    ("store-var", store("file:///var"), OWN_FOLDERS),
     ("store-etc", store("file:///etc"), OWN_FOLDERS),
     ("store-etc-mutask", store("file:///etc/mutask"), OWN_FOLDERS),
     ("store-dev-shm", store("file:///dev/shm"), OWN_FOLDERS),
@@ -190,6 +190,7 @@ GOOD_MTS: list[tuple[str, dict[str, Any]]] = [
     ("store-trailing-slash", store("file:///data/store/")),
     ("store-home", store("file:///home/store")),
     ("store-tmpfoo-is-not-tmp", store("file:///tmpfoo/x")),
+    ("store-nested-in-the-pods-tmp", store("file:///tmp/store")),  # a mount inside the emptyDir
     ("store-gs-bucket", {"storage": {"uri": "gs://bucket"}}),
     ("store-gs-prefix", {"storage": {"uri": "gs://my.bucket/a/b-c_d"}}),
     ("b16-224", {"rootModel": {"preset": "b16", "imageSize": 224}}),

@@ -79,7 +79,7 @@ class Resume:
             for cid, blob in saved["blobs"].items():
                 loaded.append(cid)
                 pool.load(it.pending[cid], str(blob), frozen=False)
-        except (StoreDamaged, KeyError, TypeError, ValueError) as err:
+        except (StoreDamaged, KeyError, TypeError, ValueError, AttributeError) as err:
             it.load_state_dict(before)  # back to a fresh iteration
             pool.drop(loaded)
             aside = self.store.set_resume_aside(self.task)
