@@ -215,3 +215,24 @@ def test_gc_dry_run_deletes_nothing(tmp_path: Path) -> None:
     report = collect_garbage(store, grace_seconds=60, dry_run=True, now=time.time() + 3600)
     assert report.deleted == [blobs["orphan"]]
     assert len(store.objects.list("blobs/")) == 3
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "where"),
+    [
+        ("gs://bucket", "gs", "gs://bucket"),
+        ("gs://my.bucket/a/b/", "gs", "gs://my.bucket/a/b"),
+        ("file:///srv/store", "file", "file:///srv/store"),
+        ("file://localhost/srv/store", "file", "file:///srv/store"),
+        ("store", "file", "store"),
+        ("../store", "file", "store"),
+    ],
+)
+def test_good_store_uris_are_taken_as_written(
+    uri: str, scheme: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mutask.trainer.store.uri import parse_store_uri
+
+    monkeypatch.chdir(tmp_path)
+    parsed = parse_store_uri(uri)
+    assert parsed.scheme == scheme and parsed.uri.endswith(where)

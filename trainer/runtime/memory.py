@@ -32,14 +32,22 @@ def _meminfo_available(meminfo: Path) -> int | None:
 
 
 def _cgroup_headroom(cgroup: Path) -> int | None:
+    """The cgroup v2 limit minus what it uses, not counting reclaimable (inactive) page cache."""
     try:
         limit = (cgroup / "memory.max").read_text().strip()
         if limit == "max":
             return None
         used = int((cgroup / "memory.current").read_text().strip())
-        return max(0, int(limit) - used)
     except (OSError, ValueError):
         return None
+    try:
+        for line in (cgroup / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "inactive_file":
+                used -= int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, int(limit) - max(0, used))
 
 
 def available_bytes(
