@@ -10,13 +10,14 @@ runs in the operator image, which has no torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mutask.contract import ExitCode
 from mutask.trainer.config import (
     BudgetConfig,
     ConfigError,
@@ -25,8 +26,11 @@ from mutask.trainer.config import (
     ModelConfig,
     SearchConfig,
 )
+from mutask.trainer.errors import describe, exit_code_of
 
 DEFAULT_STORE = IntroduceConfig.__dataclass_fields__["store"].default
+DEBUG_ENV = "MUTASK_DEBUG"
+DEBUG_HELP = f"print the traceback of an error too (also: {DEBUG_ENV}=1)"
 # flags that override a --config file's value whenever they are given (any value, 0 too)
 OVERRIDES = ("store", "seed", "device", "precision", "metrics_port", "workers")
 
@@ -141,12 +145,21 @@ def _introduce_parser(sub: Any) -> None:
         default=SearchConfig.size_scale,
         help="s in score = quality * s**(params/P_root); 1 = no size penalty",
     )
-    p.add_argument("--preset", default=ModelConfig.preset, help="root ViT preset (bootstrap)")
-    p.add_argument("--image-size", type=int, default=ModelConfig.image_size, help="root image size")
+    p.add_argument(
+        "--preset",
+        help=f"root ViT preset, when bootstrapping (default: {ModelConfig.preset}; with a "
+        "root in the store: the root's, and a different value is refused)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help=f"root image size, when bootstrapping (default: {ModelConfig.image_size}; with a "
+        "root in the store: the root's, and a different value is refused)",
+    )
     p.add_argument(
         "--weights",
-        help="pretrained root weights (.safetensors/.npz; bootstrap; default: train from "
-        "scratch on the task)",
+        help="pretrained root weights (.safetensors/.npz), only when bootstrapping an empty "
+        "store (default: train the root from scratch on the task)",
     )
     p.add_argument(
         "--bootstrap-root",
@@ -161,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mutask",
         description="Grow one multitask ViT that learns new tasks without forgetting (µ2Net).",
+        epilog="Errors print one line and exit 2 (bad input), 3 (fenced off), 75 (preempted) "
+        "or 1; --debug (or MUTASK_DEBUG=1) adds the traceback.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -221,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="never delete blobs younger than this",
     )
 
+    for command in sub.choices.values():  # --debug after the command too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -238,11 +258,13 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
         if not args.task:
             raise ConfigError("--task", None, "required (or give --config FILE)")
         labels = None
-        if args.labels:
+        if args.labels is not None:
             try:
                 labels = [int(x) for x in args.labels.split(",")]
             except ValueError as err:
-                raise ConfigError("--labels", args.labels, "must be comma-separated ints") from err
+                raise ConfigError(
+                    "--labels", args.labels, "must be comma-separated integers (omit for all)"
+                ) from err
         cfg = IntroduceConfig(
             task=args.task,
             dataset=DatasetConfig(source=args.dataset, labels=labels, transform=args.transform),
@@ -254,34 +276,66 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
                 batch_size=args.batch_size,
             ),
             search=SearchConfig(size_scale=args.size_scale),
-            model=ModelConfig(preset=args.preset, image_size=args.image_size, weights=args.weights),
+            model=ModelConfig(
+                preset=args.preset or ModelConfig.preset,
+                image_size=ModelConfig.image_size if args.image_size is None else args.image_size,
+                weights=args.weights,
+            ),
             bootstrap_root=args.bootstrap_root,
         )
     given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     return replace(cfg, **given).validate()
 
 
+def explicit_model(args: argparse.Namespace) -> tuple[str, ...]:
+    """The model fields the user gave: all of a --config file's, else the flags given."""
+    if args.config is not None:
+        return ("preset", "image_size", "weights")
+    return tuple(f for f in ("preset", "image_size", "weights") if getattr(args, f) is not None)
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """``--debug`` given, or ``$MUTASK_DEBUG`` set to a true value."""
+    return flag or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes", "on")
+
+
+def report(err: BaseException, *, debug: bool = False) -> int:
+    """Print ``err`` as ``mutask: error: ...`` (its traceback first when ``debug``); its
+    exit code (see :mod:`mutask.trainer.errors`)."""
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"mutask: error: {describe(err)}", file=sys.stderr)
+    return exit_code_of(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr and an exit code (see
+    :mod:`mutask.trainer.errors`), with the traceback only under --debug / MUTASK_DEBUG=1."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["operator"]:
         from mutask.operator.main import run as run_operator
 
         return run_operator(argv[1:])
     args = build_parser().parse_args(argv)
-    from mutask.trainer import commands
-
-    bad_input: tuple[type[Exception], ...] = (ConfigError, *commands.BAD_INPUT_ERRORS)
     try:
         if args.command == "introduce":
             from mutask.trainer.run import run_introduction
 
             cfg = config_from_args(args)
-            return run_introduction(cfg, quiet=args.quiet, verify=not args.no_verify)
+            return run_introduction(
+                cfg,
+                quiet=args.quiet,
+                verify=not args.no_verify,
+                explicit_model=explicit_model(args),
+            )
+        from mutask.trainer import commands
+
         code: int = commands.COMMANDS[args.command](args)
         return code
-    except bad_input as err:
-        print(f"mutask: error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    except Exception as err:
+        return report(err, debug=debug_requested(args.debug))
+    except KeyboardInterrupt as err:
+        return report(err, debug=debug_requested(args.debug))
 
 
 if __name__ == "__main__":

@@ -15,16 +15,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mutask.trainer.errors import ConfigError as ConfigError
+from mutask.trainer.limits import (
+    POPULATION_CAP_MAX,
+    SEED_MAX,
+    WORKERS_MAX,
+    check_budget,
+    check_dataset,
+    check_int,
+    check_model,
+)
+
 TASK_NAME = re.compile(r"^(private:)?[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the value."""
-
-    def __init__(self, field_path: str, value: object, why: str) -> None:
-        super().__init__(f"{field_path}={value!r}: {why}")
-        self.field_path = field_path
-        self.value = value
 
 
 def check_task_name(name: str, field_path: str = "task") -> str:
@@ -119,43 +121,28 @@ class IntroduceConfig:
     def validate(self) -> IntroduceConfig:
         """Check every field; raise ConfigError naming the first bad one."""
         check_task_name(self.task)
-        b = self.budget
-        for name in (
-            "generations",
-            "candidates",
-            "validation_rounds",
-            "steps_per_round",
-            "batch_size",
-            "max_validation_examples",
-        ):
-            value = getattr(b, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"budget.{name}", value, "must be an integer >= 1")
+        check_budget(self.budget)
         s = self.search
-        if not 0.0 < s.size_scale <= 1.0:
+        scale = s.size_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1:
             raise ConfigError("search.size_scale", s.size_scale, "must be in (0, 1]")
-        if s.population_cap < 1:
-            raise ConfigError("search.population_cap", s.population_cap, "must be >= 1")
-        if self.device not in ("auto", "cpu", "cuda", "xla") and not self.device.startswith(
-            "cuda:"
+        check_int("search.population_cap", s.population_cap, 1, POPULATION_CAP_MAX)
+        if not isinstance(self.store, str) or not self.store.strip():
+            raise ConfigError("store", self.store, "a folder, file:///path or gs://bucket/prefix")
+        check_int("seed", self.seed, 0, SEED_MAX)
+        if not isinstance(self.device, str) or (
+            self.device not in ("auto", "cpu", "cuda", "xla")
+            and not re.match(r"^cuda:[0-9]{1,3}$", self.device)
         ):
             raise ConfigError("device", self.device, "must be auto, cpu, cuda[:N] or xla")
         if self.precision not in ("auto", "float32", "bfloat16"):
             raise ConfigError("precision", self.precision, "must be auto, float32 or bfloat16")
-        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
-            raise ConfigError("metrics_port", self.metrics_port, "must be a TCP port")
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
-        ):
-            raise ConfigError(
-                "workers", self.workers, "must be an integer >= 1, or null for one per CPU core"
-            )
-        if self.model.image_size < 4:
-            raise ConfigError("model.image_size", self.model.image_size, "must be >= 4")
-        if self.dataset.labels is not None and self.dataset.label_map is not None:
-            raise ConfigError(
-                "dataset.labels", self.dataset.labels, "use either labels or label_map, not both"
-            )
+        if self.metrics_port is not None:
+            check_int("metrics_port", self.metrics_port, 0, 65535)
+        if self.workers is not None:
+            check_int("workers", self.workers, 1, WORKERS_MAX)
+        check_model(self.model)
+        check_dataset(self.dataset)
         return self
 
     def to_dict(self) -> dict[str, Any]:

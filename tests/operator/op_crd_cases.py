@@ -6,6 +6,7 @@ and the real-apiserver tests (tests/cluster/test_cluster_crds.py): both must rej
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 
@@ -16,7 +17,7 @@ def ti(**spec: Any) -> dict[str, Any]:
         "metadata": {"name": "x", "namespace": "ns"},
         "spec": {"systemRef": {"name": "s"}, "task": "digits", "dataset": {"uri": "digits"}},
     }
-    base["spec"].update(spec)
+    base["spec"].update(copy.deepcopy(spec))
     return base
 
 
@@ -79,7 +80,7 @@ def mts(**spec: Any) -> dict[str, Any]:
         "metadata": {"name": "s", "namespace": "ns"},
         "spec": {"storage": {"uri": "gs://bucket/p"}},
     }
-    base["spec"].update(spec)
+    base["spec"].update(copy.deepcopy(spec))
     return base
 
 

@@ -32,6 +32,8 @@ def to_jsonschema(node: Any) -> Any:
         for k, v in node.items()
         if not k.startswith("x-kubernetes-") and k not in ("default", "format")
     }
+    if node.get("x-kubernetes-list-type") == "set":  # the apiserver refuses duplicates
+        out["uniqueItems"] = True
     if node.get("exclusiveMinimum") is True:
         out["exclusiveMinimum"] = out.pop("minimum")
     if node.get("exclusiveMaximum") is True:

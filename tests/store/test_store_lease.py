@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from mutask.trainer.errors import ConfigError
 from mutask.trainer.store.lease import Lease, LeaseLost, default_ttl
-from mutask.trainer.store.objects import ObjectStore, StoreError
+from mutask.trainer.store.objects import ObjectStore
 
 
 def test_first_holder_wins_a_live_second_is_refused(objects: ObjectStore) -> None:
@@ -79,5 +80,5 @@ def test_ttl_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUTASK_LEASE_TTL", "2.5")
     assert default_ttl() == 2.5
     monkeypatch.setenv("MUTASK_LEASE_TTL", "soon")
-    with pytest.raises(StoreError, match="MUTASK_LEASE_TTL"):
-        default_ttl()
+    with pytest.raises(ConfigError, match="MUTASK_LEASE_TTL='soon'"):
+        default_ttl()  # bad input: exit 2

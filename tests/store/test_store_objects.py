@@ -10,9 +10,11 @@ from mutask.trainer.store.objects import (
     NotFound,
     ObjectStore,
     PreconditionFailed,
+    StoreAccessError,
     StoreError,
     open_object_store,
 )
+from mutask.trainer.store.uri import StoreURIError
 
 
 def test_create_only_and_compare_and_swap(objects: ObjectStore) -> None:
@@ -70,7 +72,7 @@ def test_uri_chooses_the_backend(gs_uri: str, tmp_path: object) -> None:
     store = open_object_store(gs_uri)
     assert isinstance(store, GcsObjectStore) and store.uri == gs_uri
     assert store.prefix == "system"
-    with pytest.raises(StoreError, match="unsupported scheme"):
+    with pytest.raises(StoreURIError, match="unsupported scheme 's3'"):
         open_object_store("s3://bucket/x")
 
 
@@ -94,11 +96,13 @@ def test_gcs_retries_transient_errors_then_names_the_object(gs_uri: str) -> None
         store._call("k", "read", down)
 
     def bad(attempt: int) -> str:
+        calls.append(attempt)
         raise gexc.Forbidden("no access")
 
     calls.clear()
-    with pytest.raises(StoreError, match="system/k: read failed: 403"):
+    with pytest.raises(StoreAccessError, match=r"system/k: read denied \(403\)"):
         store._call("k", "read", bad)
+    assert calls == [0]  # not retried: a retry cannot fix a permission
 
 
 def test_gcs_refuses_large_cas_writes(gs_uri: str) -> None:

@@ -199,7 +199,8 @@ def test_cli_show_evaluate_verify_export(
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
-    assert main(["evaluate", "--store", str(store), "nope"]) == 1
+    assert main(["evaluate", "--store", str(store), "nope"]) == 2  # bad input: no such task
+    assert "'nope' is not published" in capsys.readouterr().err
 
 
 def test_cli_introduce_bad_input_exit_code(

@@ -84,7 +84,7 @@ def test_unknown_fields_are_named_by_dotted_path(doc: dict, field: str) -> None:
         ({"seed": None}, "seed", "must be an integer"),
         ({"dataset": {"source": None}}, "dataset.source", "must be a string"),
         ({"workers": "2"}, "workers", "must be an integer"),
-        ({"workers": 0}, "workers", "must be an integer >= 1"),
+        ({"workers": 0}, "workers", "must be an integer in 1..1,024"),
     ],
 )
 def test_wrong_types_are_named(doc: dict, field: str, why: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from trainer_testutil import HP, forever, same_state, snapshot, toy_data, toy_model
 
+from mutask.trainer.errors import DeviceError
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.runtime.threads import (
     auto_candidate_workers,
@@ -69,7 +70,7 @@ def test_an_explicit_cuda_index_is_kept() -> None:
 
 
 def test_cuda_requested_but_unavailable_names_why() -> None:
-    with pytest.raises(RuntimeError, match="device=cuda: CUDA is not available"):
+    with pytest.raises(DeviceError, match="device='cuda': CUDA is not available"):
         _select("cuda")
 
 
@@ -100,12 +101,12 @@ def test_auto_falls_back_when_pjrt_device_is_set_but_torch_xla_is_missing() -> N
 
 
 def test_xla_requested_without_pjrt_device_names_why() -> None:
-    with pytest.raises(RuntimeError, match="PJRT_DEVICE is not set"):
+    with pytest.raises(DeviceError, match="PJRT_DEVICE is not set"):
         _select("xla", xla=True)
 
 
 def test_xla_requested_without_torch_xla_names_why() -> None:
-    with pytest.raises(RuntimeError, match="torch_xla is not importable"):
+    with pytest.raises(DeviceError, match="torch_xla is not importable"):
         _select("xla", env={"PJRT_DEVICE": "TPU"})
 
 

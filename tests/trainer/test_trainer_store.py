@@ -13,10 +13,12 @@ from mutask.trainer.store.objects import (
     LocalObjectStore,
     NotFound,
     PreconditionFailed,
+    StoreDamaged,
     StoreError,
     open_object_store,
 )
 from mutask.trainer.store.system_store import SystemStore
+from mutask.trainer.store.uri import StoreURIError
 
 
 def _manifest(*blobs: str) -> dict:
@@ -101,7 +103,7 @@ def test_list_filters_by_prefix_in_key_order(tmp_path: Path) -> None:
 def test_open_object_store_picks_the_backend_by_uri(tmp_path: Path) -> None:
     assert isinstance(open_object_store(str(tmp_path)), LocalObjectStore)
     assert open_object_store(f"file://{tmp_path}").uri == tmp_path.resolve().as_uri()
-    with pytest.raises(StoreError, match="unsupported scheme"):
+    with pytest.raises(StoreURIError, match="unsupported scheme 's3'"):
         open_object_store("s3://bucket/x")
 
 
@@ -151,14 +153,17 @@ def test_private_task_names_round_trip(tmp_path: Path) -> None:
     for task in ("private:x", "digits"):
         store.publish(task, {**_manifest(blob), "task": task}, expected=0)
     assert store.tasks() == ["digits", "private:x"]
-    assert store.manifests()["private:x"]["task"] == "private:x"
+    found = store.read_manifest("private:x")
+    assert found is not None and found[0]["task"] == "private:x"
+    assert set(store.scan().documents) == {"digits", "private:x"}
 
 
 def test_resume_state_round_trips_and_clears(tmp_path: Path) -> None:
     store = SystemStore(LocalObjectStore(tmp_path))
     assert store.load_resume("private:x") is None
-    store.save_resume("private:x", {"generation": 2})
-    assert store.load_resume("private:x") == {"generation": 2}
+    state = {"fingerprint": "f-0", "state": {"generation": 2}, "blobs": {}}
+    store.save_resume("private:x", state)
+    assert store.load_resume("private:x") == state
     assert store.tasks() == []  # a resume state alone is not a published task
     store.clear_resume("private:x")
     store.clear_resume("private:x")  # idempotent
@@ -168,7 +173,7 @@ def test_resume_state_round_trips_and_clears(tmp_path: Path) -> None:
 def test_a_corrupt_manifest_is_reported_by_name(tmp_path: Path) -> None:
     store = SystemStore(LocalObjectStore(tmp_path))
     store.objects.write("tasks/digits/manifest.json", b"{not json")
-    with pytest.raises(StoreError, match=r"tasks/digits/manifest\.json.*corrupt"):
+    with pytest.raises(StoreDamaged, match=r"tasks/digits/manifest\.json: unreadable manifest"):
         store.read_manifest("digits")
 
 
@@ -180,7 +185,9 @@ def _gc_store(tmp_path: Path) -> tuple[SystemStore, dict[str, str]]:
     store = SystemStore(LocalObjectStore(tmp_path))
     blobs = {name: store.put_blob(name.encode()) for name in ("published", "resume", "orphan")}
     store.publish("digits", _manifest(blobs["published"]), expected=0)
-    store.save_resume("private:x", {"blobs": {"c": blobs["resume"]}})
+    store.save_resume(
+        "private:x", {"fingerprint": "f", "state": {}, "blobs": {"c": blobs["resume"]}}
+    )
     return store, blobs
 
 
@@ -208,3 +215,24 @@ def test_gc_dry_run_deletes_nothing(tmp_path: Path) -> None:
     report = collect_garbage(store, grace_seconds=60, dry_run=True, now=time.time() + 3600)
     assert report.deleted == [blobs["orphan"]]
     assert len(store.objects.list("blobs/")) == 3
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "where"),
+    [
+        ("gs://bucket", "gs", "gs://bucket"),
+        ("gs://my.bucket/a/b/", "gs", "gs://my.bucket/a/b"),
+        ("file:///srv/store", "file", "file:///srv/store"),
+        ("file://localhost/srv/store", "file", "file:///srv/store"),
+        ("store", "file", "store"),
+        ("../store", "file", "store"),
+    ],
+)
+def test_good_store_uris_are_taken_as_written(
+    uri: str, scheme: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mutask.trainer.store.uri import parse_store_uri
+
+    monkeypatch.chdir(tmp_path)
+    parsed = parse_store_uri(uri)
+    assert parsed.scheme == scheme and parsed.uri.endswith(where)

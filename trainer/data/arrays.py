@@ -9,10 +9,7 @@ import numpy as np
 
 from mutask.trainer.data.errors import DatasetError
 from mutask.trainer.data.records import Records, canonical_split
-
-# At most this many classes (labels 0..MAX_CLASSES-1): a stray huge label would otherwise
-# size a head (and a one-hot) by it.
-MAX_CLASSES = 100_000
+from mutask.trainer.limits import MAX_CLASSES
 
 
 @dataclass(frozen=True)
@@ -154,12 +151,16 @@ def check_labels(
     at = f" ({name(i)})" if callable(name) else ""
     if value < 0:
         raise DatasetError(task, field, where, f"label {value} is negative{at}")
-    limit = (
-        f"the source has {num_classes} classes"
-        if num_classes is not None
-        else f"at most {MAX_CLASSES} classes are supported"
+    if num_classes is None:  # before anything sizes a table or a head by it
+        raise DatasetError(
+            task, field, where, f"label {value} is too large{at} (at most {MAX_CLASSES - 1:,})"
+        )
+    raise DatasetError(
+        task,
+        field,
+        where,
+        f"label {value} is out of range{at}: the source has {num_classes} classes",
     )
-    raise DatasetError(task, field, where, f"label {value} is out of range{at}: {limit}")
 
 
 def make_split(
@@ -192,6 +193,10 @@ def make_source(
     if len(set(shapes.values())) > 1:
         raise DatasetError(task, field, origin, f"splits disagree on image shape: {shapes}")
     top = max_label(splits)
+    if top >= MAX_CLASSES:  # before anything sizes a table or a head by it
+        raise DatasetError(
+            task, field, origin, f"label {top} is too large (at most {MAX_CLASSES - 1:,})"
+        )
     if num_classes is None:
         num_classes = top + 1
     if num_classes < 1:

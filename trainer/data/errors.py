@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mutask.trainer.errors import BadInput
 
-class DatasetError(ValueError):
+
+class DatasetError(BadInput):
     """A task's data cannot be loaded as configured; names the task, field and value.
 
     The message reads ``task 'mnist-even': dataset.labels=[0, 12]: label 12 is out of

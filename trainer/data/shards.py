@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mutask.trainer.data.arrays import MAX_CLASSES, Source
+from mutask.trainer.data.arrays import Source
 from mutask.trainer.data.decode import decode_with_mode
 from mutask.trainer.data.download import default_cache_dir
 from mutask.trainer.data.errors import DatasetError
 from mutask.trainer.data.filesystem import FIELD, Location, read_ranges, version_token
 from mutask.trainer.data.records import SPLIT_ALIASES, Records, canonical_split
+from mutask.trainer.limits import MAX_CLASSES
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "tif", "tiff", "gif", "img")
 LABEL_EXTS = ("cls", "cls2", "label", "target", "index")

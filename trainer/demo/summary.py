@@ -14,6 +14,8 @@ def task_rows(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> lis
     rows = []
     owners = system.owner_map()
     for task in [ROOT_TASK, *system.tasks]:
+        if task not in manifests:  # a root whose manifest is missing (damaged store)
+            continue
         m = manifests[task]
         path = system.best[task]
         acct = accounting(system, task)

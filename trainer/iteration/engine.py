@@ -13,11 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from mutask.contract import ExitCode
 from mutask.trainer.config import IntroduceConfig
+from mutask.trainer.errors import MutaskError
 from mutask.trainer.evolution import (
     IterationConfig,
     Offspring,
@@ -41,8 +43,13 @@ from mutask.trainer.store.objects import PreconditionFailed, open_object_store
 from mutask.trainer.store.system_store import SystemStore, blob_index, system_from_manifests
 
 
-class FencedError(RuntimeError):
+class FencedError(MutaskError):
     """Another writer published this task while we were running; our result is stale."""
+
+    exit_code: ClassVar[int] = ExitCode.FENCED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"fenced: {message}")
 
 
 @dataclass(frozen=True)
@@ -147,13 +154,15 @@ class Engine:
         iteration = int(previous["iteration"]) + 1 if previous else 0
         resume = Resume(self.store, cfg.task, fingerprint(cfg, expected), self.progress)
         landed = resume.landed(previous)
-        if landed is not None:  # a killed run's manifest landed before it cleared its resume
+        if landed is not None:  # a killed run's manifest landed: finish its checks, no retrain
+            checks = self.verify(exclude=(cfg.task,)) if verify else []
+            resume.clear()
             return IntroductionOutcome(
                 cfg.task,
                 int(landed["iteration"]),
                 Path.from_dict(landed["path"]),
                 dict(landed),
-                self.verify(exclude=(cfg.task,)) if verify else [],
+                checks,
                 time.perf_counter() - started,
                 0,
             )
@@ -233,9 +242,9 @@ class Engine:
                 f"task {cfg.task}: another writer published it while this run was going "
                 f"(manifest changed under us); this run's result is discarded: {err}"
             ) from err
-        resume.clear()
         self._published(manifest, system, generation, best, time.perf_counter() - t0)
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
+        resume.clear()  # only now: a retry after a kill above finishes the checks (landed)
         ok = all(v.ok for v in verifications)
         self.progress.emit(
             event="verified", no_forgetting_verified=ok, tasks_checked=len(verifications)

@@ -23,6 +23,8 @@ from torch import nn
 
 from mutask.trainer.evolution import ChildPlan, Component, NewComponent, Path, ViTShape
 from mutask.trainer.models import PathModel, build_component
+from mutask.trainer.store.layout import blob_key
+from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.store.system_store import SystemStore, param_hash
 from mutask.trainer.training import Candidate
 from mutask.trainer.training.candidate import Prefix
@@ -90,7 +92,14 @@ class ComponentPool:
             adapter_dim=component.adapter_dim,
             device="meta",  # shapes only: no throw-away random init
         ).to_empty(device=self.device)
-        module.load_state_dict(params, strict=True)
+        try:
+            module.load_state_dict(params, strict=True)
+        except RuntimeError as err:  # a blob of another component, or edited tensors
+            first = str(err).splitlines()[0]
+            raise StoreDamaged(
+                f"{self.store.uri}/{blob_key(blob)}: does not fit component {component.id} "
+                f"({component.name}): {first}"
+            ) from err
         module.requires_grad_(not frozen)
         self._forget_replicas(component.id)
         self.components[component.id] = component

@@ -1,8 +1,9 @@
 """Publishing a task's retained path: the one way a task (the root included) lands in a store.
 
 Saves the components the task created as blobs, measures the path's outputs at the
-device's precision (:func:`~mutask.trainer.iteration.verify.measure`), builds the manifest
-and replaces the task's manifest by compare-and-swap (after confirming the writer's lease).
+device's precision (:func:`~mutask.trainer.iteration.verify.measure`), builds the manifest,
+checks the earlier tasks the path depends on (:func:`check_dependencies`) and replaces the
+task's manifest by compare-and-swap (after confirming the writer's lease).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 
 from mutask.trainer.config import DatasetConfig, IntroduceConfig
 from mutask.trainer.data.sets import EvalSet
+from mutask.trainer.errors import MutaskError
 from mutask.trainer.evolution import Path, ScoreBreakdown, System
 from mutask.trainer.iteration.manifest import build_manifest
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.verify import measure
 from mutask.trainer.runtime.device import DeviceChoice, device_model
 from mutask.trainer.store.lease import Lease
+from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.store.system_store import SystemStore
 
 
@@ -86,7 +89,45 @@ def publish(
         seconds=time.perf_counter() - what.started,
     )
     manifest.update(what.extra)
+    check_dependencies(store, pool, best, what.task, set(what.created))
     if lease is not None:
         lease.confirm()  # fencing: CAS on the lease right before the manifest CAS
     generation = store.publish(what.task, manifest, expected=expected)
     return manifest, generation
+
+
+class ForgettingError(MutaskError):
+    """A component an earlier task owns changed in this run (exit 1; a bug, never expected)."""
+
+
+def check_dependencies(
+    store: SystemStore, pool: ComponentPool, path: Path, task: str, created: set[str]
+) -> None:
+    """Right before a publish: every component ``path`` shares with earlier tasks is intact,
+    so a task never lands on top of damage. Its creator's manifest must be healthy (manifest
+    readable and consistent, blobs present, see :mod:`~mutask.trainer.store.damage`):
+    StoreDamaged naming it otherwise; and its live weights must still hash as recorded:
+    ForgettingError otherwise."""
+    found = store.scan()
+    damage, changed = [], []
+    for cid in path.component_ids:
+        if cid in created:
+            continue
+        entry = pool.entries[cid]
+        owner = str(entry.get("created_by"))
+        if owner in found.damaged:
+            damage.append(f"component {cid} of task {owner}, damaged: {found.problems(owner)}")
+        elif owner not in found.manifests:
+            damage.append(f"component {cid} of task {owner}, whose manifest is missing")
+        elif pool.param_hash(cid) != entry["param_hash"]:
+            changed.append(cid)
+    if damage:
+        raise StoreDamaged(
+            f"{store.uri}: task {task}: publish refused, it depends on damaged tasks: "
+            + "; ".join(damage)
+        )
+    if changed:
+        raise ForgettingError(
+            f"task {task}: publish refused, components of earlier tasks changed in this run: "
+            f"{changed}"
+        )

@@ -1,6 +1,9 @@
 """Resuming a killed task iteration: a checkpoint after every finished generation, restored
 by the next run of the same config (same RNG state, same pending components), and the
-case where the killed run's manifest had already landed.
+case where the killed run's manifest had already landed (the state is cleared only after
+the checks that follow the publish, so a retry finishes those instead of training again).
+A damaged or unusable resume state is set aside (``resume.damaged.json``) and named in the
+log, never an error.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.evolution import TaskIteration
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.progress import Progress
+from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.store.system_store import SystemStore
 
 
@@ -47,33 +51,66 @@ class Resume:
             generation=it.generation,
         )
 
+    def _saved(self) -> dict[str, Any] | None:
+        """The stored resume state; a damaged one is set aside (named in the log) and
+        ignored, so it never blocks the task."""
+        try:
+            return self.store.load_resume(self.task)
+        except StoreDamaged as err:
+            aside = self.store.set_resume_aside(self.task)
+            self.progress.log(
+                f"task {self.task}: ignoring a damaged resume state ({err}); "
+                f"moved to {self.store.uri}/{aside}, starting the iteration afresh"
+            )
+            return None
+
     def restore(self, it: TaskIteration, pool: ComponentPool) -> None:
-        """Continue ``it`` from a checkpoint of this run, if there is one."""
-        saved = self.store.load_resume(self.task)
+        """Continue ``it`` from a checkpoint of this run, if there is a usable one."""
+        saved = self._saved()
         if saved is None:
             return
         if saved.get("fingerprint") != self.run:
             self.progress.log(f"task {self.task}: ignoring a resume state from another run/config")
             return
-        it.load_state_dict(saved["state"])
-        for cid, blob in saved["blobs"].items():
-            pool.load(it.pending[cid], blob, frozen=False)
+        before = it.state_dict()
+        loaded: list[str] = []
+        try:
+            it.load_state_dict(saved["state"])
+            for cid, blob in saved["blobs"].items():
+                loaded.append(cid)
+                pool.load(it.pending[cid], str(blob), frozen=False)
+        except (StoreDamaged, KeyError, TypeError, ValueError, AttributeError) as err:
+            it.load_state_dict(before)  # back to a fresh iteration
+            pool.drop(loaded)
+            aside = self.store.set_resume_aside(self.task)
+            self.progress.log(
+                f"task {self.task}: cannot resume ({type(err).__name__}: {err}); resume state "
+                f"moved to {self.store.uri}/{aside}, starting the iteration afresh"
+            )
+            return
         self.progress.log(f"task {self.task}: resumed at generation {it.generation}")
 
     def landed(self, previous: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """The manifest of a killed run of this config that landed before it cleared its
-        resume state (then cleared now), else None."""
-        saved = self.store.load_resume(self.task)
+        """The manifest of a killed run of this config that landed before it finished (its
+        resume state is kept until the no-forgetting check after the publish is done: the
+        caller finishes that check, then :meth:`clear`), else None."""
+        saved = self._saved()
         if previous is None or saved is None:
             return None
-        if previous.get("run") is None or previous.get("run") != saved.get("fingerprint"):
+        run = previous.get("run")
+        if run is None or run != saved.get("fingerprint") or not same_config(run, self.run):
             return None
-        self.store.clear_resume(self.task)
         self.progress.log(
             f"task {self.task}: iteration {previous['iteration']} was already published "
-            "by the interrupted run; not running it again"
+            "by the interrupted run; finishing its checks instead of training again"
         )
         return previous
 
     def clear(self) -> None:
         self.store.clear_resume(self.task)
+
+
+def same_config(a: str, b: str) -> bool:
+    """Whether two run fingerprints come from the same config (their base generations may
+    differ: a landed run's base is the generation before its own publish)."""
+    return a.split("-", 1)[0] == b.split("-", 1)[0]

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mutask.trainer.config import DatasetConfig
-from mutask.trainer.data import SourceCache, load_task
+from mutask.trainer.data import SourceCache, TaskData, load_task
 from mutask.trainer.data.loader import default_prefetch, default_workers
 from mutask.trainer.data.sets import (
     CACHE_ENV,
@@ -67,18 +67,28 @@ class TaskDataCache:
         self.sources = SourceCache()
         self._cache: dict[str, DeviceTask] = {}
 
-    def get(self, task: str, dataset: DatasetConfig, image_size: int) -> DeviceTask:
+    def get(
+        self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None = None
+    ) -> DeviceTask:
+        """The task's sets; ``loaded``: its data already loaded (by the preflight)."""
         key = json.dumps([task, asdict(dataset), image_size], sort_keys=True)
         if key not in self._cache:
-            self._cache[key] = self._load(task, dataset, image_size)
+            self._cache[key] = self._load(task, dataset, image_size, loaded)
         return self._cache[key]
 
-    def _load(self, task: str, dataset: DatasetConfig, image_size: int) -> DeviceTask:
-        data = load_task(task, dataset, cache=self.sources)
+    def will_cache(self, data: TaskData, image_size: int) -> bool:
+        """Whether ``data`` fits the in-memory cache at ``image_size`` (else it is streamed)."""
+        total = len(data.train) + len(data.validation) + len(data.test)
+        return model_bytes(total, image_size) <= self.cache_bytes
+
+    def _load(
+        self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None
+    ) -> DeviceTask:
+        data = loaded if loaded is not None else load_task(task, dataset, cache=self.sources)
         splits = (data.train, data.validation, data.test)
         total = sum(len(s) for s in splits)
         need = model_bytes(total, image_size)
-        cache = need <= self.cache_bytes
+        cache = self.will_cache(data, image_size)
         sizes = ", ".join(
             f"{len(s):,} {n}" for s, n in zip(splits, ("train", "validation", "test"), strict=True)
         )

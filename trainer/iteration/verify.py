@@ -28,11 +28,13 @@ from typing import Any
 import torch
 
 from mutask.trainer.config import DatasetConfig
+from mutask.trainer.data import DatasetError
 from mutask.trainer.data.sets import EvalSet
 from mutask.trainer.evolution import Path
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.runtime.device import DeviceChoice, device_model, precision_dtype
+from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.training import logits_of
 from mutask.trainer.training.candidate import accuracy, count_correct, mixed_precision
 
@@ -97,15 +99,38 @@ class Verification:
     probe_ok: bool | None
     precision: str = "float32"
     accuracy_compared: bool = True
+    damage: str | None = None  # the store cannot give back what was published (see scan)
+    note: str | None = None  # why something was not compared
 
     @property
     def ok(self) -> bool:
         same_acc = self.test_accuracy_recorded == self.test_accuracy_now
         return (
-            self.hashes_ok
+            self.damage is None
+            and self.hashes_ok
             and (same_acc or not self.accuracy_compared)
             and self.probe_ok is not False
         )
+
+    @property
+    def forgotten(self) -> bool:
+        """Weights or outputs changed (as opposed to a task the store holds damaged)."""
+        return self.damage is None and not self.ok
+
+
+def damaged(task: str, why: str, manifest: Mapping[str, Any] | None = None) -> Verification:
+    """The verification of a task the store holds damaged: not ok, says why."""
+    m = manifest or {}
+    return Verification(
+        task=task,
+        hashes_ok=False,
+        bad_components=[],
+        test_accuracy_recorded=m.get("test_accuracy") if isinstance(m, Mapping) else None,
+        test_accuracy_now=None,
+        probe_ok=None,
+        precision=str(m.get("precision") or "float32") if isinstance(m, Mapping) else "float32",
+        damage=why,
+    )
 
 
 def verify_task(
@@ -115,7 +140,21 @@ def verify_task(
     device: DeviceChoice,
     batch_size: int = 256,
 ) -> Verification:
-    """Re-check one published task on ``device`` (see the module doc for what is compared)."""
+    """Re-check one published task on ``device`` (see the module doc for what is compared);
+    a blob the store cannot give back intact makes it a damaged verification."""
+    try:
+        return _verify(manifest, pool, data, device, batch_size)
+    except StoreDamaged as err:
+        return damaged(str(manifest["task"]), str(err), manifest)
+
+
+def _verify(
+    manifest: Mapping[str, Any],
+    pool: ComponentPool,
+    data: TaskDataCache,
+    device: DeviceChoice,
+    batch_size: int,
+) -> Verification:
     path = Path.from_dict(manifest["path"])
     bad = [
         cid
@@ -131,15 +170,20 @@ def verify_task(
         accuracy_compared = reproducible
     acc_now: float | None = None
     probe_ok: bool | None = None
+    note: str | None = None
     if manifest.get("dataset") and manifest.get("test_accuracy") is not None:
         shape = manifest["shape"]
-        task = data.get(
-            manifest["task"], DatasetConfig(**manifest["dataset"]), int(shape["image_size"])
-        )
-        now = measure(pool.model(path), task.test, precision_dtype(precision), batch_size)
-        acc_now = now.test_accuracy
-        if manifest.get("probe_sha256") and reproducible:
-            probe_ok = now.probe_sha256 == manifest["probe_sha256"]
+        try:  # the test split is streamed: a read can fail midway as well as up front
+            task = data.get(
+                manifest["task"], DatasetConfig(**manifest["dataset"]), int(shape["image_size"])
+            )
+            now = measure(pool.model(path), task.test, precision_dtype(precision), batch_size)
+        except DatasetError as err:  # e.g. its files moved: the weights are still checked
+            accuracy_compared, note = False, f"test data unavailable: {err}"
+        else:
+            acc_now = now.test_accuracy
+            if manifest.get("probe_sha256") and reproducible:
+                probe_ok = now.probe_sha256 == manifest["probe_sha256"]
     else:
         accuracy_compared = True  # nothing measured: recorded and re-measured are both None
     return Verification(
@@ -151,4 +195,5 @@ def verify_task(
         probe_ok=probe_ok,
         precision=precision,
         accuracy_compared=accuracy_compared,
+        note=note,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from mutask.trainer.errors import BadInput
 
-class CheckpointError(ValueError):
+
+class CheckpointError(BadInput):
     """A checkpoint file is unreadable or does not fit; names the file, the key and why."""
 
     def __init__(self, path: str | os.PathLike[str], key: str | None, detail: str) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mutask.trainer.errors import DeviceError
+
 
 @dataclass(frozen=True)
 class DeviceChoice:
@@ -79,14 +81,21 @@ def select_device(
         if xla is not None:
             kind, device = "xla", xla
         elif preference == "xla":
-            raise RuntimeError("device=xla: torch_xla is not importable (install mutask[tpu])")
+            raise DeviceError(
+                "device", preference, "torch_xla is not importable (install mutask[tpu])"
+            )
     elif preference == "xla":
-        raise RuntimeError("device=xla: PJRT_DEVICE is not set (e.g. PJRT_DEVICE=TPU)")
+        raise DeviceError("device", preference, "PJRT_DEVICE is not set (e.g. PJRT_DEVICE=TPU)")
     if kind == "cpu" and (preference == "auto" or preference.startswith("cuda")):
         if cuda_available():
             kind, device = "cuda", torch.device(preference if preference != "auto" else "cuda")
+            gpus = torch.cuda.device_count()
+            if device.index is not None and 0 < gpus <= device.index:
+                raise DeviceError("device", preference, f"this host has {gpus} GPU(s)")
         elif preference.startswith("cuda"):
-            raise RuntimeError(f"device={preference}: CUDA is not available")
+            raise DeviceError("device", preference, "CUDA is not available on this host")
+    elif preference not in ("auto", "cpu", "xla") and not preference.startswith("cuda"):
+        raise DeviceError("device", preference, "must be auto, cpu, cuda[:N] or xla")
     count = torch.cuda.device_count() if kind == "cuda" else 1
     devices = (device,)
     if kind == "cuda" and device.index is None and count > 1:

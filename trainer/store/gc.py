@@ -1,47 +1,74 @@
-"""Garbage collection of blobs: delete only what no manifest or resume state references.
+"""Garbage collection: unreferenced blobs, leftovers of interrupted writes, stale leases.
 
-A blob is deleted only when no published manifest and no in-flight resume state references
-it AND it is older than a grace period, so a publish in flight (blobs written, manifest not
-yet) is never collected. Order matters: blobs are listed first, references read second, so
-a blob a publish writes or refreshes after the listing is either referenced or young by the
-time GC looks at it. Each victim is re-checked just before deletion and deleted with a
-generation precondition, so a blob a publish refreshed (touched) in between survives.
+A blob is deleted only when no manifest (healthy or damaged, as long as it parses) and no
+in-flight resume state references it AND it is older than a grace period, so a publish in
+flight (blobs written, manifest not yet) is never collected. Order matters: blobs are listed
+first, references read second, so a blob a publish writes or refreshes after the listing is
+either referenced or young by the time GC looks at it. Each victim is re-checked just before
+deletion and deleted with a generation precondition, so a blob a publish refreshed (touched)
+in between survives. While any manifest is unreadable no blob is deleted at all: what it
+references is unknown.
+
+GC also removes temp files left by killed writers (local backend; older than the grace, at
+most ten minutes and at least one: no live write takes that long), idle lock files, and leases
+nobody has renewed for the grace period (released ones, and those of killed runs), each
+deleted with a generation precondition so a lease renewed meanwhile stays.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
-from mutask.trainer.store.objects import NotFound, PreconditionFailed
-from mutask.trainer.store.system_store import BLOBS, TASKS, SystemStore
+from mutask.trainer.store.layout import BLOB_SUFFIX, BLOBS, LEASE, RESUME, TASKS, task_of
+from mutask.trainer.store.lease import DEFAULT_TTL
+from mutask.trainer.store.objects import NotFound, PreconditionFailed, StoreDamaged
+from mutask.trainer.store.system_store import DEBRIS_AGE, DEBRIS_FLOOR, SystemStore
 
-BLOB_SUFFIX = ".safetensors"
+DIGEST = re.compile(rb"[0-9a-f]{64}")
 
 
 @dataclass
 class GcReport:
-    """What a GC pass deleted (or would), kept, and skipped as too young."""
+    """What a GC pass deleted (or would), kept, and skipped, and what blocked it."""
 
     deleted: list[str] = field(default_factory=list)
     too_young: list[str] = field(default_factory=list)
     kept: int = 0
     bytes_freed: int = 0
+    debris: list[str] = field(default_factory=list)
+    leases: list[str] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)
 
 
-def referenced_blobs(store: SystemStore) -> set[str]:
-    """Digests referenced by any published manifest or any in-flight resume state."""
+def referenced_blobs(store: SystemStore) -> tuple[set[str], list[str]]:
+    """Digests referenced by any parseable manifest or any resume state, and the manifests
+    that could not be read (while there are any, nothing may be deleted)."""
+    found = store.scan(check_blobs=False)
     refs: set[str] = set()
-    for manifest in store.manifests().values():
-        refs.update(str(c["blob"]) for c in manifest["components"].values())
+    for manifest in found.documents.values():
+        entries = manifest.get("components")
+        if isinstance(entries, dict):
+            refs.update(str(c.get("blob")) for c in entries.values() if isinstance(c, dict))
+    blocked = [d.where(store.uri) for t in sorted(found.unreadable) for d in found.damaged[t]]
     for info in store.objects.list(TASKS):
-        parts = info.key.split("/")
-        if len(parts) == 3 and parts[2] == "resume.json":
-            state = store.load_resume(unquote(parts[1]))
-            if state:
-                refs.update(str(b) for b in state.get("blobs", {}).values())
-    return refs
+        task = task_of(info.key, RESUME)
+        if task is None:
+            continue
+        try:
+            state = store.load_resume(task)
+        except StoreDamaged:  # unreadable: keep whatever digests it still names
+            try:
+                data, _ = store.objects.read(info.key)
+            except NotFound:
+                continue
+            refs.update(m.decode() for m in DIGEST.findall(data))
+            continue
+        if state and isinstance(state.get("blobs"), dict):
+            refs.update(str(b) for b in state["blobs"].values())
+    return refs, blocked
 
 
 def collect_garbage(
@@ -51,18 +78,19 @@ def collect_garbage(
     dry_run: bool = False,
     now: float | None = None,
 ) -> GcReport:
-    """Delete (or with ``dry_run`` only report) unreferenced blobs older than the grace."""
+    """Delete (or with ``dry_run`` only report) unreferenced blobs older than the grace,
+    leftovers of interrupted writes and leases unrenewed for the grace."""
     clock = time.time if now is None else (lambda: now)
     blobs = store.objects.list(BLOBS)  # first: see the comment at the top of the module
-    refs = referenced_blobs(store)
-    report = GcReport()
+    refs, blocked = referenced_blobs(store)
+    report = GcReport(blocked_by=blocked)
     for info in blobs:
         digest = info.key[len(BLOBS) :].removesuffix(BLOB_SUFFIX)
         t = clock()
         if digest in refs:
             report.kept += 1
             continue
-        if t - info.updated < grace_seconds:
+        if t - info.updated < grace_seconds or blocked:
             report.too_young.append(digest)
             continue
         if not dry_run:
@@ -81,4 +109,34 @@ def collect_garbage(
                 continue
         report.deleted.append(digest)
         report.bytes_freed += info.size
+    report.leases = _stale_leases(store, grace_seconds, clock(), dry_run)
+    age = max(DEBRIS_FLOOR, min(grace_seconds, DEBRIS_AGE))
+    if dry_run:
+        report.debris = [d.key for d in store.objects.debris() if clock() - d.updated >= age]
+    else:
+        report.debris = store.sweep(("",), older_than=age, now=clock())
     return report
+
+
+def _stale_leases(store: SystemStore, grace: float, now: float, dry_run: bool) -> list[str]:
+    """Leases not written for the grace period (and never less than three of their TTLs, so
+    a live holder, which renews every third of a TTL, is never among them): released ones
+    and those of killed runs. Deleted only if still unchanged."""
+    out = []
+    for info in store.objects.list(TASKS):
+        if task_of(info.key, LEASE) is None or now - info.updated < grace:
+            continue
+        try:
+            doc = json.loads(store.objects.read(info.key)[0])
+            ttl = float(doc.get("ttl", DEFAULT_TTL))
+        except (NotFound, ValueError, TypeError, AttributeError):
+            ttl = DEFAULT_TTL
+        if now - info.updated < 3 * ttl:
+            continue
+        if not dry_run:
+            try:
+                store.objects.delete(info.key, if_generation=info.generation)
+            except (NotFound, PreconditionFailed):
+                continue
+        out.append(info.key)
+    return out

@@ -24,7 +24,15 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import storage
 
-from mutask.trainer.store.objects import NotFound, ObjectInfo, PreconditionFailed, StoreError
+from mutask.trainer.store.objects import (
+    Listing,
+    NotFound,
+    ObjectInfo,
+    PreconditionFailed,
+    StoreAccessError,
+    StoreError,
+)
+from mutask.trainer.store.uri import StoreURIError, parse_store_uri
 
 T = TypeVar("T")
 
@@ -76,11 +84,11 @@ class GcsObjectStore:
 
     @classmethod
     def from_uri(cls, uri: str) -> GcsObjectStore:
-        """``gs://bucket`` or ``gs://bucket/some/prefix``."""
-        if not uri.startswith("gs://"):
-            raise StoreError(f"{uri!r}: not a gs:// URI")
-        bucket, _, prefix = uri[len("gs://") :].partition("/")
-        return cls(bucket, prefix)
+        """``gs://bucket`` or ``gs://bucket/some/prefix`` (checked, see :mod:`.uri`)."""
+        where = parse_store_uri(uri)
+        if where.scheme != "gs":
+            raise StoreURIError("store", uri, "not a gs:// URI")
+        return cls(where.bucket, where.prefix)
 
     # -- helpers -------------------------------------------------------------------------
     def _name(self, key: str) -> str:
@@ -98,7 +106,16 @@ class GcsObjectStore:
             try:
                 return fn(attempt)
             except gexc.NotFound as err:
+                if what == "list":  # listing never 404s on a prefix: the bucket is missing
+                    raise StoreAccessError(
+                        f"gs://{self.bucket_name}: no such bucket (create it first)"
+                    ) from err
                 raise NotFound(f"{self._where(key)}: not found ({what})") from err
+            except (gexc.Forbidden, gexc.Unauthorized) as err:
+                raise StoreAccessError(
+                    f"{self._where(key)}: {what} denied ({err.code}): check the credentials "
+                    "(Workload Identity / ADC) and the bucket's IAM"
+                ) from err
             except gexc.PreconditionFailed as err:
                 raise PreconditionFailed(
                     f"{self._where(key)}: {what}: generation precondition failed"
@@ -218,6 +235,13 @@ class GcsObjectStore:
 
         return self._call(key, "touch", attempt)
 
+    def debris(self, prefix: str = "") -> Listing:
+        """None: GCS uploads are atomic and need no lock files."""
+        return []
+
+    def remove_debris(self, key: str) -> bool:
+        return False
+
 
 def default_client() -> storage.Client:
     """Anonymous client for the emulator; otherwise Application Default Credentials."""
@@ -231,4 +255,4 @@ def default_client() -> storage.Client:
     try:
         return storage.Client()
     except (auth_exc.DefaultCredentialsError, OSError) as err:
-        raise StoreError(f"gs://: no Google Cloud credentials (ADC): {err}") from err
+        raise StoreAccessError(f"gs://: no Google Cloud credentials (ADC): {err}") from err

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from mutask.trainer.errors import ConfigError
+from mutask.trainer.store.layout import task_prefix
 from mutask.trainer.store.objects import NotFound, ObjectStore, PreconditionFailed, StoreError
-from mutask.trainer.store.system_store import task_prefix
 
 DEFAULT_TTL = 30.0
 TTL_ENV = "MUTASK_LEASE_TTL"
@@ -44,9 +45,9 @@ def default_ttl() -> float:
     try:
         ttl = float(raw)
     except ValueError:
-        raise StoreError(f"{TTL_ENV}={raw!r}: not a number of seconds") from None
-    if ttl <= 0:
-        raise StoreError(f"{TTL_ENV}={raw!r}: must be positive")
+        raise ConfigError(TTL_ENV, raw, "not a number of seconds") from None
+    if not 0 < ttl < float("inf"):
+        raise ConfigError(TTL_ENV, raw, "must be a positive number of seconds")
     return ttl
 
 
