@@ -1,6 +1,8 @@
-"""Every invalid object the offline CRD tests reject (tests/operator/op_crd_cases.py) is rejected
-by the real kube-apiserver too, with the field named: OpenAPI schema, CEL rules (including the
-transition rules on update) and strict field validation, as ``kubectl apply`` reports them."""
+"""Every invalid object the offline CRD tests reject (tests/operator/op_crd_cases.py, and the
+limits the trainer would refuse, tests/operator/op_crd_limits.py) is rejected by the real
+kube-apiserver too, with the field named: OpenAPI schema, CEL rules (including the transition
+rules on update) and strict field validation, as ``kubectl apply`` reports them. The limits'
+near misses are accepted."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from controlplane import ControlPlane
 from op_crd_cases import BAD_MTS, BAD_PVC, BAD_TI, FILE_NEEDS_PVC, IMMUTABLE_TI, mts, ti
+from op_crd_limits import GOOD_MTS, GOOD_TI, LIMIT_MTS, LIMIT_TI
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,38 @@ def test_bad_systems_rejected(cp: ControlPlane, ns: str, spec: dict[str, Any], f
 def test_bad_claims_rejected(cp: ControlPlane, ns: str, pvc: dict[str, Any], field: str) -> None:
     storage = {"uri": "file:///s", "persistentVolumeClaim": pvc}
     assert field in rejection(cp, in_ns(mts(storage=storage), ns))
+
+
+def _named(field: str, err: str) -> bool:
+    return field in err or field.replace("spec.", "") in err
+
+
+@pytest.mark.parametrize(("spec", "field"), [c[1:] for c in LIMIT_TI], ids=[c[0] for c in LIMIT_TI])
+def test_introductions_beyond_the_trainers_limits_rejected(
+    cp: ControlPlane, ns: str, spec: dict[str, Any], field: str
+) -> None:
+    err = rejection(cp, in_ns(ti(**spec), ns))
+    assert _named(field, err), err
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"), [c[1:] for c in LIMIT_MTS], ids=[c[0] for c in LIMIT_MTS]
+)
+def test_systems_beyond_the_trainers_limits_rejected(
+    cp: ControlPlane, ns: str, spec: dict[str, Any], field: str
+) -> None:
+    err = rejection(cp, in_ns(mts(**spec), ns))
+    assert _named(field, err), err
+
+
+@pytest.mark.parametrize("spec", [c[1] for c in GOOD_TI], ids=[c[0] for c in GOOD_TI])
+def test_near_miss_introductions_accepted(cp: ControlPlane, ns: str, spec: dict[str, Any]) -> None:
+    cp.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(in_ns(ti(**spec), ns)))
+
+
+@pytest.mark.parametrize("spec", [c[1] for c in GOOD_MTS], ids=[c[0] for c in GOOD_MTS])
+def test_near_miss_systems_accepted(cp: ControlPlane, ns: str, spec: dict[str, Any]) -> None:
+    cp.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(in_ns(mts(**spec), ns)))
 
 
 def test_file_store_needs_a_claim(cp: ControlPlane, ns: str) -> None:

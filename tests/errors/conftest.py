@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from errors_testutil import TINY_FLAGS, cli
+from errors_testutil import TINY_FLAGS, Places, cli
 
 from mutask.contract import ExitCode
 
@@ -43,3 +43,8 @@ def copy_of(tmp_path: Path) -> Callable[[Path], Path]:
         return dst
 
     return copy
+
+
+@pytest.fixture
+def places(grown: Path, tmp_path: Path) -> Places:
+    return Places(grown, tmp_path)

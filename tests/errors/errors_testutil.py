@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mutask.contract import ExitCode
 from mutask.trainer.cli import main
 
 TINY_FLAGS = [
@@ -26,6 +27,8 @@ TINY_FLAGS = [
     "--device",
     "cpu",
 ]
+INTRO = ["introduce", "--store", "{S}", "--task", "newt", *TINY_FLAGS]
+BOOT = ["introduce", "--store", "{E}", "--task", "newt", "--bootstrap-root", *TINY_FLAGS]
 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
@@ -144,3 +147,35 @@ def bad_npz_files(folder: Path) -> dict[str, Path]:
 def write_config(path: Path, doc: Any) -> Path:
     path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
     return path
+
+
+class Places:
+    """Fills the placeholders of one case (see test_bad_inputs.py's module doc)."""
+
+    def __init__(self, store: Path, tmp: Path) -> None:
+        self.store, self.tmp = store, tmp
+        self.absent = tmp / "absent-store"
+        self.file = tmp / "a-file.txt"
+        self.file.write_text("not a store")
+        self.data = bad_npz_files(tmp / "data")
+
+    def fill(self, item: str) -> str:
+        out = item.replace("{S}", str(self.store)).replace("{E}", str(self.absent))
+        out = out.replace("{F}", str(self.file))
+        if out.startswith("{npz:"):
+            out = str(self.data[out[len("{npz:") : -1]])
+        return out
+
+
+def refused(argv: list[str], places: Places, text: str) -> str:
+    """Run ``argv``: exit 2, one error line with ``text``, no traceback, nothing written;
+    the error line."""
+    before = snapshot(places.store)
+    code, out, err = cli([places.fill(a) for a in argv])
+    assert code == ExitCode.BAD_INPUT, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
+    assert "Traceback" not in out + err, err
+    line = error_line(err)
+    assert text in line, line
+    assert snapshot(places.store) == before, "the store changed"
+    assert not places.absent.exists(), "a store was created"
+    return line

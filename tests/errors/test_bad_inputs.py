@@ -5,7 +5,7 @@ Cases run in process through :func:`mutask.trainer.cli.main` (the table stays fa
 run as real subprocesses at the end. Placeholders in an argv: ``{S}`` a store with a root and
 a task (snapshotted before, compared after), ``{E}`` a store path that must stay absent,
 ``{F}`` an existing regular file, ``{npz:NAME}`` a bad dataset file (errors_testutil), ``{cfg}``
-the case's config file.
+the case's config file. Bad dataset files and sources: test_bad_data.py.
 """
 
 from __future__ import annotations
@@ -14,17 +14,24 @@ import copy
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from errors_testutil import TINY_FLAGS, bad_npz_files, cli, error_line, snapshot, write_config
+from errors_testutil import (
+    BOOT,
+    INTRO,
+    TINY_FLAGS,
+    Places,
+    cli,
+    error_line,
+    refused,
+    snapshot,
+    write_config,
+)
 
 from mutask.contract import ExitCode
 
-INTRO = ["introduce", "--store", "{S}", "--task", "newt", *TINY_FLAGS]
-BOOT = ["introduce", "--store", "{E}", "--task", "newt", "--bootstrap-root", *TINY_FLAGS]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a GPU")
 
 
@@ -214,32 +221,6 @@ CONFIG_CASES: list[tuple[str, Any, str]] = [
     ("source-null", {"dataset": {"source": None}}, "dataset.source=None"),
 ]
 
-# a dataset file that cannot be a task: (file name in errors_testutil, error-line text)
-DATA_CASES = [
-    ("huge-label", "too large"),
-    ("one-class", "needs at least two"),
-    ("no-arrays", "missing arrays"),
-    ("x-without-y", "missing arrays"),
-    ("float-pixels-above-1", "float pixel values"),
-    ("nan-pixels", "float pixel values"),
-    ("int-pixels-above-255", "integer pixel values"),
-    ("flat-images", "images have shape"),
-    ("four-channels", "images have shape"),
-    ("count-mismatch", "shape mismatch"),
-    ("negative-label", "negative"),
-    ("float-labels", "expected integers"),
-    ("empty-images", "empty shape"),
-    ("splits-disagree", "disagree on image shape"),
-    ("not-an-npz", "cannot read .npz"),
-    ("truncated", "cannot read .npz"),
-    ("pickled-objects", "cannot read .npz"),
-    ("folder-without-idx", "dataset.source="),
-]
-DATA_LABEL_CASES = [  # the two-class file with labels / splits it does not have
-    ("labels-beyond-source", ["--labels", "0,5"], "dataset.labels=[0, 5]"),
-    ("three-labels-of-two", ["--labels", "0,1,2"], "dataset.labels=[0, 1, 2]"),
-]
-
 # store URIs refused by every command, before anything is touched
 STORE_URIS = [
     ("empty", "", "store=''"),
@@ -303,43 +284,6 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Places:
-    """Fills the placeholders of one case (see the module doc)."""
-
-    def __init__(self, store: Path, tmp: Path) -> None:
-        self.store, self.tmp = store, tmp
-        self.absent = tmp / "absent-store"
-        self.file = tmp / "a-file.txt"
-        self.file.write_text("not a store")
-        self.data = bad_npz_files(tmp / "data")
-
-    def fill(self, item: str) -> str:
-        out = item.replace("{S}", str(self.store)).replace("{E}", str(self.absent))
-        out = out.replace("{F}", str(self.file))
-        if out.startswith("{npz:"):
-            out = str(self.data[out[len("{npz:") : -1]])
-        return out
-
-
-def refused(argv: list[str], places: Places, text: str) -> str:
-    """Run ``argv``: exit 2, one error line with ``text``, no traceback, nothing written;
-    the error line."""
-    before = snapshot(places.store)
-    code, out, err = cli([places.fill(a) for a in argv])
-    assert code == ExitCode.BAD_INPUT, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
-    assert "Traceback" not in out + err, err
-    line = error_line(err)
-    assert text in line, line
-    assert snapshot(places.store) == before, "the store changed"
-    assert not places.absent.exists(), "a store was created"
-    return line
-
-
-@pytest.fixture
-def places(grown: Path, tmp_path: Path) -> Places:
-    return Places(grown, tmp_path)
-
-
 @pytest.mark.parametrize(("argv", "text"), CLI_CASES)
 def test_bad_flags(argv: list[str], text: str, places: Places) -> None:
     refused(argv, places, text)
@@ -354,22 +298,6 @@ def test_bad_config_files(name: str, changes: Any, text: str, places: Places) ->
         doc["store"] = places.fill(doc["store"])
     config = write_config(places.tmp / "config.json", doc)
     refused(["introduce", "--config", str(config)], places, text)
-
-
-@pytest.mark.parametrize(("name", "text"), DATA_CASES, ids=[c[0] for c in DATA_CASES])
-def test_bad_dataset_files(name: str, text: str, places: Places) -> None:
-    argv = [*INTRO, "--dataset", f"{{npz:{name}}}"]
-    line = refused(argv, places, text)
-    assert "task 'newt': dataset.source=" in line
-
-
-@pytest.mark.parametrize(
-    ("name", "flags", "text"), DATA_LABEL_CASES, ids=[c[0] for c in DATA_LABEL_CASES]
-)
-def test_bad_labels_for_a_dataset_file(
-    name: str, flags: list[str], text: str, places: Places
-) -> None:
-    refused([*INTRO, "--dataset", "{npz:two-class}", *flags], places, text)
 
 
 @pytest.mark.parametrize("command", sorted(STORE_COMMANDS))
@@ -389,24 +317,6 @@ def test_a_busy_metrics_port(places: Places) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         refused([*INTRO, "--metrics-port", str(port)], places, f"metrics_port={port}")
-
-
-@pytest.mark.parametrize(
-    ("argv", "free", "text"),
-    [
-        ([*INTRO, "--batch-size", "65536"], 1 << 30, "budget.batch_size=65536"),
-        ([*INTRO, "--batch-size", "1", "--workers", "1"], 4 << 20, "dataset.source='digits'"),
-        ([*BOOT, "--image-size", "1024"], 64 << 30, "budget.batch_size=64"),
-    ],
-    ids=["batch-too-big", "data-too-big", "bootstrap-1024px"],
-)
-def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating(
-    argv: list[str], free: int, text: str, places: Places, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mutask.trainer.iteration import preflight
-
-    monkeypatch.setattr(preflight, "available_bytes", lambda _device: free)
-    assert "GiB are free" in refused(argv, places, text)
 
 
 def test_debug_shows_the_traceback_too(places: Places) -> None:
