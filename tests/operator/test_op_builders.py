@@ -311,7 +311,7 @@ def test_configmap_is_exact_trainer_json() -> None:
         INTRO,
         budget={"generations": 7, "stepsPerRound": 11},
         search={"perActionMu": True, "adapters": False, "populationCap": 5},
-        dataset={"uri": "gs://b/d.npz", "labelMap": {"3": 0, "5": 1}, "maxTrainExamples": 100},
+        dataset={"uri": "gs://bucket/d.npz", "labelMap": {"3": 0, "5": 1}, "maxTrainExamples": 100},
     )
     cm = build_configmap(SYSTEM, intro, S)
     text = cm["data"]["config.json"]

@@ -1,7 +1,7 @@
 """WebDataset tar shards as a source, read by random access.
 
 Accepted forms (local, ``file://`` or ``gs://``): a brace pattern
-(``gs://b/cifar/train-{000000..000031}.tar``, expanded by ``braceexpand`` as WebDataset
+(``gs://bucket/cifar/train-{000000..000031}.tar``, expanded by ``braceexpand`` as WebDataset
 does), a glob (``.../*.tar``), one ``.tar`` file, or a folder holding ``.tar`` files. Each
 shard's base split is the first split name among the dash/underscore/dot-separated words of
 its file name (``cifar-test-0003.tar`` -> ``test``; ``val``/``valid`` -> ``validation``),
