@@ -86,7 +86,7 @@ class Engine:
         self.progress = Progress(list(sinks), progress_bars, log)
         self.should_stop = should_stop
         self.lockstep = lockstep
-        self.data = TaskDataCache(device.device)
+        self.data = TaskDataCache(device.data_device)
         self._pool: ComponentPool | None = None
 
     @property
