@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mutask.contract import ROOT_TASK, ExitCode
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine, FencedError
-from mutask.trainer.runtime.device import select_device
+from mutask.trainer.iteration.exchange import (
+    ExchangeAborted,
+    Worker,
+    aborting_others,
+    wait_for_root,
+)
+from mutask.trainer.runtime.device import on_xla, select_device
 from mutask.trainer.runtime.kube_status import KubeStatusReporter
 from mutask.trainer.runtime.metrics import TrainerMetrics
 from mutask.trainer.runtime.signals import StopFlag
@@ -26,15 +33,37 @@ from mutask.trainer.training import Interrupted
 
 
 def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool = True) -> int:
-    """What a trainer pod runs: metrics, status reporting, SIGTERM handling, one iteration."""
+    """What a trainer pod runs: metrics, status reporting, SIGTERM handling, one iteration.
+
+    On XLA it runs as one worker per chip (:func:`mutask.trainer.chips.run_on_chips`).
+    """
+    if on_xla(cfg.device, os.environ):
+        from mutask.trainer.chips import run_on_chips  # needs torch_xla
+
+        return run_on_chips(cfg, quiet=quiet, verify=verify)
     stop = StopFlag()
     stop.install()
+    return run_worker(cfg, quiet=quiet, verify=verify, should_stop=stop)
+
+
+def run_worker(
+    cfg: IntroduceConfig,
+    *,
+    quiet: bool,
+    verify: bool,
+    should_stop: Callable[[], bool],
+    worker: Worker | None = None,
+    attempt: str = "0",
+) -> int:
+    """One worker's run (the only one, or one chip's): worker 0 also serves metrics,
+    reports status, bootstraps, publishes, verifies and prints the result."""
+    worker = worker or Worker()
     sinks: list[Any] = []
-    if cfg.metrics_port is not None:
+    if worker.lead and cfg.metrics_port is not None:
         metrics = TrainerMetrics(cfg.task)
         metrics.serve(cfg.metrics_port)
         sinks.append(metrics)
-    reporter = KubeStatusReporter.from_env()
+    reporter = KubeStatusReporter.from_env() if worker.lead else None
     if reporter is not None:
         sinks.append(reporter)
     device = select_device(cfg.device, cfg.precision)
@@ -42,26 +71,40 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
         SystemStore.open(cfg.store),
         device,
         sinks=sinks,
-        should_stop=stop,
-        progress_bars=not quiet,
+        should_stop=should_stop,
+        progress_bars=not quiet and worker.lead,
         workers=cfg.workers,
         cpus=requested_cpus(os.environ),
+        worker=worker,
+        attempt=attempt,
     )
+    where = f", worker {worker.rank + 1}/{worker.count}" if worker.count > 1 else ""
     print(
-        f"mutask: task {cfg.task} on {device.describe()}, store {engine.store.uri}", file=sys.stderr
+        f"mutask: task {cfg.task} on {device.describe()}{where}, store {engine.store.uri}",
+        file=sys.stderr,
     )
     try:
-        if cfg.bootstrap_root and engine.store.read_manifest(ROOT_TASK) is None:
-            bootstrap_root(engine, cfg)
-            if cfg.task == ROOT_TASK:
+        with aborting_others(engine.store, cfg.task, attempt, worker):
+            if cfg.bootstrap_root and engine.store.read_manifest(ROOT_TASK) is None:
+                if worker.lead:
+                    bootstrap_root(engine, cfg)
+                else:
+                    wait_for_root(engine.store, cfg.task, attempt, should_stop)
+                if cfg.task == ROOT_TASK:
+                    return ExitCode.OK
+            if not worker.lead:
+                engine.follow(cfg)
                 return ExitCode.OK
-        out = engine.introduce(cfg, verify=verify)
+            out = engine.introduce(cfg, verify=verify)
     except Interrupted:
         print("mutask: stopped by signal; finished generations are checkpointed", file=sys.stderr)
         return ExitCode.PREEMPTED
     except FencedError as err:
         print(f"mutask: fenced: {err}", file=sys.stderr)
         return ExitCode.FENCED
+    except ExchangeAborted as err:
+        print(f"mutask: stopped: {err}", file=sys.stderr)
+        return ExitCode.FAILED
     bad = [v for v in out.verifications if not v.ok]
     m = out.manifest
     print(

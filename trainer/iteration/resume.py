@@ -60,15 +60,18 @@ class Resume:
             pool.load(it.pending[cid], blob, frozen=False)
         self.progress.log(f"task {self.task}: resumed at generation {it.generation}")
 
-    def landed(self, previous: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def landed(
+        self, previous: Mapping[str, Any] | None, *, clear: bool = True
+    ) -> Mapping[str, Any] | None:
         """The manifest of a killed run of this config that landed before it cleared its
-        resume state (then cleared now), else None."""
+        resume state (then cleared now, unless ``clear`` is False), else None."""
         saved = self.store.load_resume(self.task)
         if previous is None or saved is None:
             return None
         if previous.get("run") is None or previous.get("run") != saved.get("fingerprint"):
             return None
-        self.store.clear_resume(self.task)
+        if clear:
+            self.store.clear_resume(self.task)
         self.progress.log(
             f"task {self.task}: iteration {previous['iteration']} was already published "
             "by the interrupted run; not running it again"

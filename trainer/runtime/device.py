@@ -8,6 +8,7 @@ process are loaded, not compiled, by the next.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,6 +85,16 @@ def init_xla_cache(path: str, import_module: Callable[[str], object]) -> bool:
     os.makedirs(path, exist_ok=True)
     runtime.initialize_cache(path, readonly=False)  # type: ignore[attr-defined]
     return True
+
+
+def on_xla(preference: str, env: Mapping[str, str]) -> bool:
+    """Whether ``preference`` (auto|cpu|cuda[:N]|xla) selects XLA here, decided without
+    starting XLA's runtime (the per-chip launcher must start before it)."""
+    return (
+        preference in ("auto", "xla")
+        and bool(env.get("PJRT_DEVICE"))
+        and importlib.util.find_spec("torch_xla") is not None
+    )
 
 
 def select_device(

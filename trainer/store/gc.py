@@ -1,4 +1,5 @@
-"""Garbage collection of blobs: delete only what no manifest or resume state references.
+"""Garbage collection of blobs: delete only what no manifest, resume state or candidate
+record of workers sharing a generation references.
 
 A blob is deleted only when no published manifest and no in-flight resume state references
 it AND it is older than a grace period, so a publish in flight (blobs written, manifest not
@@ -10,12 +11,14 @@ generation precondition, so a blob a publish refreshed (touched) in between surv
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from mutask.trainer.store.objects import NotFound, PreconditionFailed
-from mutask.trainer.store.system_store import BLOBS, TASKS, SystemStore
+from mutask.trainer.store.system_store import BLOBS, EXCHANGE, TASKS, SystemStore
 
 BLOB_SUFFIX = ".safetensors"
 
@@ -31,7 +34,8 @@ class GcReport:
 
 
 def referenced_blobs(store: SystemStore) -> set[str]:
-    """Digests referenced by any published manifest or any in-flight resume state."""
+    """Digests referenced by any published manifest, any in-flight resume state or any
+    candidate record in a task's ``exchange/``."""
     refs: set[str] = set()
     for manifest in store.manifests().values():
         refs.update(str(c["blob"]) for c in manifest["components"].values())
@@ -41,6 +45,10 @@ def referenced_blobs(store: SystemStore) -> set[str]:
             state = store.load_resume(unquote(parts[1]))
             if state:
                 refs.update(str(b) for b in state.get("blobs", {}).values())
+        elif len(parts) > 3 and parts[2] == EXCHANGE.rstrip("/") and parts[-1].startswith("c"):
+            with contextlib.suppress(NotFound, ValueError):
+                record = json.loads(store.objects.read(info.key)[0])
+                refs.update(str(b) for b in record.get("components", {}).values())
     return refs
 
 
