@@ -245,6 +245,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=backend.device)
+    backend.boundary()  # the count starts as device data: every chunk runs one graph
     with backend.inference(), mixed_precision(backend.device, autocast):
         for x, y in backend.chunks(images, labels, batch_size):
             correct += count_correct(model(x), y)

@@ -217,6 +217,7 @@ class Lockstep:
     def _validate(self, ks: list[int]) -> list[torch.Tensor]:
         """Correct predictions of candidates ``ks`` on the validation set (device counts)."""
         correct = [torch.zeros((), dtype=torch.int64, device=self.backend.device) for _ in ks]
+        self.backend.boundary()  # the counts start as device data: every chunk, one graph
         for k in ks:
             self.trainers[k].candidate.model.eval()
         try:
