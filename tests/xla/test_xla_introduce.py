@@ -63,8 +63,10 @@ def _introduce(store: Path, task: str, devices: int, *extra: str) -> subprocess.
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    """Exit code, the printed result (the JSON after any log lines) and stdout + stderr."""
     out, err = proc.communicate()
-    return proc.returncode, json.loads(out) if out.strip() else {}, err
+    start = out.find("{\n")
+    return proc.returncode, json.loads(out[start:]) if start >= 0 else {}, out + err
 
 
 def _published(store: Path, task: str) -> dict[str, Any]:
