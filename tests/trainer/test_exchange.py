@@ -69,7 +69,12 @@ def _engine(store: Path, worker: Worker | None = None, **kw: Any) -> Engine:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("exchange") / "root"
-    cfg = IntroduceConfig(task="digits", dataset=DatasetConfig(source="digits"), store=str(store))
+    cfg = IntroduceConfig(
+        task="digits",
+        dataset=DatasetConfig(source="digits"),
+        store=str(store),
+        budget=BudgetConfig(generations=1, validation_rounds=1, steps_per_round=10),
+    )
     with one_torch_thread():
         bootstrap_root(_engine(store), cfg)
     return store
@@ -168,3 +173,20 @@ def test_a_restarted_attempt_reuses_the_records_of_an_earlier_one(
     fresh = _copy(root, tmp_path / "fresh")
     _engine(fresh).introduce(_cfg(fresh))
     assert _published(store) == _published(fresh)
+
+
+def test_workers_share_candidates_round_robin_and_ranks_are_checked() -> None:
+    assert [Worker(r, 3).share(7) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert Worker().lead and not Worker(1, 2).lead
+    with pytest.raises(ValueError, match="worker rank 2 is not in 0..1"):
+        Worker(2, 2)
+
+
+def test_a_run_on_chips_reports_its_most_telling_worker_exit_code() -> None:
+    from mutask.trainer.chips import merged_exit_code
+
+    assert merged_exit_code([0, 0, 0, 0]) == 0
+    assert merged_exit_code([75, 1]) == 75  # preempted: the others stopped with it
+    assert merged_exit_code([1, 3]) == 3  # fenced
+    assert merged_exit_code([0, 75, 2]) == 2  # bad input: retrying cannot help
+    assert merged_exit_code([]) == 1  # no worker left a code: one died

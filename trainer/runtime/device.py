@@ -8,7 +8,6 @@ process are loaded, not compiled, by the next.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,14 +86,21 @@ def init_xla_cache(path: str, import_module: Callable[[str], object]) -> bool:
     return True
 
 
-def on_xla(preference: str, env: Mapping[str, str]) -> bool:
-    """Whether ``preference`` (auto|cpu|cuda[:N]|xla) selects XLA here, decided without
-    starting XLA's runtime (the per-chip launcher must start before it)."""
-    return (
-        preference in ("auto", "xla")
-        and bool(env.get("PJRT_DEVICE"))
-        and importlib.util.find_spec("torch_xla") is not None
-    )
+def on_xla(
+    preference: str,
+    env: Mapping[str, str],
+    import_module: Callable[[str], object] = importlib.import_module,
+) -> bool:
+    """Whether ``preference`` (auto|cpu|cuda[:N]|xla) selects XLA here, as
+    :func:`select_device` would, decided without starting XLA's runtime (the per-chip
+    launcher must start before it); importing torch_xla does not start it."""
+    if preference not in ("auto", "xla") or not env.get("PJRT_DEVICE"):
+        return False
+    try:
+        import_module("torch_xla")
+    except ImportError:
+        return False
+    return True
 
 
 def select_device(
