@@ -217,6 +217,8 @@ class Exchange:
                 break
             if aborted(self.store, self.task, self.attempt):
                 return  # a failed worker's records stay for the next attempt
+            if self.should_stop is not None and self.should_stop():
+                raise Interrupted("stop requested while waiting for the other workers")
             time.sleep(delay)
             delay = min(1.0, delay * 1.5)
         self._delete(self.run)
