@@ -159,12 +159,16 @@ class SystemStore:
         return gen
 
     def tasks(self) -> list[str]:
-        out = []
+        return sorted(self.manifest_generations())
+
+    def manifest_generations(self) -> dict[str, int]:
+        """task → the generation of its manifest, from one listing (cheap change detection)."""
+        out: dict[str, int] = {}
         for info in self.objects.list(TASKS):
             parts = info.key.split("/")
             if len(parts) == 3 and parts[2] == "manifest.json":
-                out.append(unquote(parts[1]))
-        return sorted(out)
+                out[unquote(parts[1])] = info.generation
+        return out
 
     def manifests(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
