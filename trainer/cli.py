@@ -1,6 +1,6 @@
 """The `mutask` command line: argument parsing and dispatch, nothing else.
 
-Subcommands: demo, introduce, show, evaluate, verify, export, gc, operator. `introduce`
+Subcommands: demo, introduce, show, evaluate, verify, export, gc, serve, operator. `introduce`
 runs :func:`mutask.trainer.run.run_introduction` (a trainer pod's main), `operator` the
 Kubernetes operator, the others :mod:`mutask.trainer.commands`. Heavy modules (torch, kopf)
 are imported only once a command runs, so `mutask --help` is instant and `mutask operator`
@@ -25,6 +25,7 @@ from mutask.trainer.config import (
     ModelConfig,
     SearchConfig,
 )
+from mutask.trainer.serving.flags import add_serve_parser
 
 DEFAULT_STORE = IntroduceConfig.__dataclass_fields__["store"].default
 # flags that override a --config file's value whenever they are given (any value, 0 too)
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="never delete blobs younger than this",
     )
+
+    add_serve_parser(sub, _Formatter, str(DEFAULT_STORE))
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
