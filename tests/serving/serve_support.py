@@ -18,9 +18,12 @@ import numpy as np
 import torch
 
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.evolution import ROOT_TASK
+from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore
+from mutask.trainer.training import logits_of
 
 MUTASK = str(Path(sys.executable).parent / "mutask")
 TINY = BudgetConfig(
@@ -36,6 +39,7 @@ LOW = DatasetConfig(source="digits", labels=[0, 1, 2, 3, 4])
 PARITY = DatasetConfig(source="digits", label_map={str(i): i % 2 for i in range(10)})
 FLIPPED = DatasetConfig(source="digits", transform="flip_lr")
 IMAGE_SIZE = 16
+TASKS = [ROOT_TASK, "low", "private:parity"]  # what the grown store holds
 
 
 def config(store: Path, task: str, dataset: DatasetConfig) -> IntroduceConfig:
@@ -58,6 +62,13 @@ def engine(store: Path) -> Engine:
 def introduce(store: Path, task: str, dataset: DatasetConfig, seed: int = 0) -> None:
     """One real task iteration (no verification: the trainer's own tests cover it)."""
     engine(store).introduce(replace(config(store, task, dataset), seed=seed), verify=False)
+
+
+def trainer_logits(store: Path, task: str, images: np.ndarray) -> np.ndarray:
+    """The task's logits from the trainer's own pool and PathModel (the reference)."""
+    _, manifests, pool = engine(store).load()
+    model = pool.model(EvoPath.from_dict(manifests[task]["path"]))
+    return logits_of(model, torch.from_numpy(images)).numpy()
 
 
 def free_port() -> int:

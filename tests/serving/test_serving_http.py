@@ -10,28 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import tritonclient.http as httpclient
-from serve_support import IMAGE_SIZE, Served, sample_images, start_server, stop_server
+from serve_support import (
+    IMAGE_SIZE,
+    TASKS,
+    Served,
+    sample_images,
+    start_server,
+    stop_server,
+    trainer_logits,
+)
 
 from mutask.trainer.data.arrays import ImageSplit
 from mutask.trainer.data.tensors import prepare
-from mutask.trainer.evolution import ROOT_TASK
-from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.store.system_store import SystemStore
-from mutask.trainer.training import logits_of
-
-TASKS = [ROOT_TASK, "low", "private:parity"]
-
-
-def trainer_logits(store: Path, task: str, images: np.ndarray) -> np.ndarray:
-    """The task's logits from the trainer's own pool and PathModel (the reference)."""
-    from serve_support import engine
-
-    eng = engine(store)
-    _, manifests, pool = eng.load()
-    model = pool.model(EvoPath.from_dict(manifests[task]["path"]))
-    return logits_of(model, torch.from_numpy(images)).numpy()
 
 
 @pytest.fixture(scope="module")

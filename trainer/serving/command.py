@@ -60,14 +60,17 @@ def _source(args: argparse.Namespace, device: torch.device) -> tuple[CatalogSour
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT/SIGTERM (in-flight requests finish first)."""
-    choice = select_device(args.device, args.precision)
-    if choice.kind == "xla":
+    if args.device == "xla":
         raise ConfigError(
             "--device",
             args.device,
             "serving on XLA is not supported (every new batch size would compile a new "
             "graph); use cpu or cuda",
         )
+    try:
+        choice = select_device(args.device, args.precision)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError("--device", args.device, str(err)) from err
     settings = settings_from_args(args, choice.autocast)
     if choice.kind == "cpu":
         torch.set_num_threads(args.threads or available_cpus())
