@@ -156,3 +156,26 @@ The mutask.dev custom resources the operator reconciles (rules shared by Cluster
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* Serving (`mutask serve`): labels, names and image. */}}
+{{- define "mutask.serving.labels" -}}
+{{ include "mutask.labels" . }}
+app.kubernetes.io/component: serving
+{{- end }}
+
+{{- define "mutask.serving.selectorLabels" -}}
+{{ include "mutask.selectorLabels" . }}
+app.kubernetes.io/component: serving
+{{- end }}
+
+{{- define "mutask.serving.fullname" -}}
+{{- printf "%s-serving" (include "mutask.fullname" .) }}
+{{- end }}
+
+{{/* The serving image: serving.image.repository/tag, else the trainer image, "-<variant>". */}}
+{{- define "mutask.serving.image" -}}
+{{- $img := .Values.serving.image }}
+{{- $repo := default .Values.trainer.image.repository $img.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.trainer.image.tag) $img.tag }}
+{{- printf "%s:%s-%s" $repo $tag $img.variant }}
+{{- end }}
