@@ -8,12 +8,14 @@ counted under ``task="_unknown"``, so clients cannot create series at will.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from mutask.trainer.serving.catalog import Catalog
-from mutask.trainer.serving.shared_prefix import Group
+if TYPE_CHECKING:  # no torch at import: the chart tests check the metric names without it
+    from mutask.trainer.serving.catalog import Catalog
+    from mutask.trainer.serving.shared_prefix import Group
 
 UNKNOWN_TASK = "_unknown"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
