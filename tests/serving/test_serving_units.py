@@ -240,3 +240,19 @@ def test_help_shows_every_default() -> None:
     text = " ".join(sub.choices["serve"].format_help().split())
     for default in ("8080", "127.0.0.1", "64", "2.0", "10.0", "mutask-store"):
         assert f"(default: {default})" in text
+
+
+def test_kserve_sample_runs_a_valid_serve_command() -> None:
+    """The KServe InferenceService sample's container is a `mutask serve` command line that
+    parses, listens where KServe routes (kserve-container, port 8080) and probes OIP health."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "manifests/samples/inferenceservice-kserve.yaml"
+    doc = yaml.safe_load(path.read_text())
+    assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"
+    (container,) = doc["spec"]["predictor"]["containers"]
+    assert container["name"] == "kserve-container" and container["command"] == ["mutask"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "serve" and args.store.startswith("gs://")
+    assert args.host == "0.0.0.0" and args.port == container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
