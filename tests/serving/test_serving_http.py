@@ -210,3 +210,22 @@ def test_exported_models_serve_the_same_answers(
             assert np.array_equal(served.infer_json(task, images), server.infer_json(task, images))
     finally:
         stop_server(served)
+
+
+def test_readme_examples_work(server: Served) -> None:
+    """The README's curl body and Python client snippet, against this store's tasks."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Serving every task") : readme.index("## Commands")]
+    curl = re.search(r"infer -d '(.*?)'\n", section, flags=re.S)
+    assert curl is not None
+    r = server.post("/v2/models/low/infer", curl.group(1).encode())
+    assert r.status == 200, r.body
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert outputs["label"]["shape"] == [1] and outputs["logits"]["datatype"] == "BYTES"
+    snippet = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    assert snippet is not None
+    code = snippet.group(1).replace("127.0.0.1:8080", server.hostport)
+    code = code.replace("private:digits-parity", "private:parity")
+    exec(compile(code, "README.md", "exec"), {"print": lambda *a: None})
