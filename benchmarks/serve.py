@@ -2,31 +2,32 @@
 
 Builds a system with the real trainer (a random-init ViT root bootstrapped as "pretrained
 weights", then N tasks introduced on built-in data with a small budget), exports each task
-(`mutask export`), and measures on 127.0.0.1, load from a separate client process (the stock
-OIP client, tritonclient's aio HTTP client), servers pinned to the same cores:
+(`mutask export`), and measures on 127.0.0.1, load from a separate client process
+(benchmarks/serve_load.py: the stock OIP client, tritonclient's aio HTTP client), servers
+pinned to the same cores:
 
 1. memory: RSS of one `mutask serve --store` (all tasks) vs the sum over N `mutask serve
    --model TASK.safetensors` processes (one task each), after warm-up; also net of the
    runtime (an empty server's RSS) and the parameter bytes alone;
 2. throughput and p50/p99 latency under the same open-loop offered load (Poisson arrivals,
-   tasks drawn uniformly, one image per request) at two rates derived from the shared
-   server's measured capacity;
+   tasks drawn uniformly, one image per request) at 50% and 90% of the shared server's
+   closed-loop capacity;
 3. shared-prefix batching across tasks: the shared server with and without
-   `--no-share-prefixes` under load, and one window's compute time in-process.
+   `--no-share-prefixes` under load, one window's compute time in-process, and how much of
+   the work the paths' common prefixes can save at all (it depends on where evolution cloned).
 
 The last line is the memory ratio (target <= 0.4 at 6 tasks).
 
     python benchmarks/serve.py [--preset s16] [--image-size 32] [--tasks 6] [--seconds 8]
+    python benchmarks/serve.py --store mutask-demo/store --tasks 3   # an existing system
     python benchmarks/serve.py --quick        # tiny smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -37,8 +38,6 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 MUTASK = str(Path(sys.executable).parent / "mutask")
 TASKS = [
@@ -161,102 +160,82 @@ def stop(procs: list[Any]) -> None:
         p.wait()
 
 
-def run_client(
-    targets: dict[str, str], rate: float, seconds: float, image_size: int, cores: set[int]
-) -> dict[str, Any]:
-    """Open-loop load from a separate process (this script's `client` mode)."""
-    spec = json.dumps({"targets": targets, "rate": rate, "seconds": seconds, "size": image_size})
+def run_client(targets: dict[str, str], size: int, cores: set[int], **load: float) -> Any:
+    """Load from a separate process (serve_load.py): ``rate=`` open loop, ``concurrency=``
+    closed loop, for ``seconds=``."""
+    spec = json.dumps({"targets": targets, "size": size, **load})
     done = subprocess.run(
-        [sys.executable, __file__, "client", spec],
+        [sys.executable, str(Path(__file__).with_name("serve_load.py")), spec],
         capture_output=True,
         text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
         check=True,
     )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-async def client_main(spec: dict[str, Any]) -> dict[str, Any]:
-    import tritonclient.http.aio as aioclient
-    from tritonclient.http import InferInput
-
-    targets: dict[str, str] = spec["targets"]
-    size, rate, seconds = spec["size"], spec["rate"], spec["seconds"]
-    clients = {url: aioclient.InferenceServerClient(url) for url in set(targets.values())}
-    rng = random.Random(0)
-    image = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
-    tasks = sorted(targets)
-    latencies: list[float] = []
-    failures = 0
-
-    async def one(task: str) -> None:
-        nonlocal failures
-        inp = InferInput("images", [1, 3, size, size], "FP32")
-        inp.set_data_from_numpy(image)
-        t0 = time.perf_counter()
-        try:
-            await clients[targets[task]].infer(task, [inp])
-            latencies.append(time.perf_counter() - t0)
-        except Exception:
-            failures += 1
-
-    for task in tasks:  # warm-up: every path once
-        await one(task)
-    latencies.clear()
-    pending = []
-    start = time.perf_counter()
-    t = 0.0
-    while t < seconds:
-        t += rng.expovariate(rate)
-        delay = start + t - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        pending.append(asyncio.create_task(one(rng.choice(tasks))))
-    sent = len(pending)
-    _, late = await asyncio.wait(pending, timeout=10)
-    for p in late:
-        p.cancel()
-    elapsed = time.perf_counter() - start
-    for c in clients.values():
-        await c.close()
-    lat = sorted(latencies)
-    return {
-        "sent": sent,
-        "done": len(lat),
-        "failed": failures + len(late),
-        "throughput": len(lat) / elapsed,
-        "p50_ms": 1e3 * lat[len(lat) // 2] if lat else float("nan"),
-        "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
-    }
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- measurements
 
 
-def window_compute(store: Path, tasks: list[str], rows: int, repeats: int) -> tuple[float, float]:
-    """Median seconds of one window (every task, ``rows`` images each): shared vs not."""
+def window_compute(store: Path, tasks: list[str], rows: int, repeats: int) -> dict[str, float]:
+    """One window (every task, ``rows`` images each), in-process: median seconds shared vs
+    each task alone, and the share of the work (parameter-weighted component evaluations)
+    that common prefixes run batched across tasks. Different images through a common prefix
+    are still different rows: sharing saves no arithmetic, it runs it in larger batches."""
     import torch
 
     from mutask.trainer.serving.catalog import StoreCatalog
-    from mutask.trainer.serving.shared_prefix import Group, forward_window
+    from mutask.trainer.serving.shared_prefix import Group, WindowTrie, forward_window
     from mutask.trainer.store.system_store import SystemStore
 
     torch.set_num_threads(1)
     catalog = StoreCatalog(SystemStore.open(str(store)), torch.device("cpu")).refresh()
     assert catalog is not None
-    size = catalog.tasks[tasks[0]].image_size
+    served = sorted((catalog.tasks[t] for t in tasks), key=lambda t: t.component_ids)
+    size = served[0].image_size
     gen = torch.Generator().manual_seed(0)
-    groups = [
-        Group(catalog.tasks[t], torch.rand(rows, 3, size, size, generator=gen)) for t in tasks
-    ]
+    groups = [Group(t, torch.rand(rows, 3, size, size, generator=gen)) for t in served]
+    weight = {
+        cid: sum(p.numel() for p in m.parameters())
+        for t in served
+        for cid, m in zip(t.component_ids, t.modules, strict=True)
+    }
+    alone = sum(rows * sum(weight[c] for c in t.component_ids) for t in served)
+    trie = WindowTrie(
+        [t.component_ids for t in served],
+        [slice(i * rows, (i + 1) * rows) for i in range(len(served))],
+    )
+    batched = 0  # work on rows of several tasks at once: each shared node, on its span
+    for node, (lo, hi) in trie.spans.items():
+        if hi - lo > rows:
+            above = [len(n) for n in trie.keep if len(n) < len(node) and node[: len(n)] == n]
+            batched += (hi - lo) * sum(weight[c] for c in node[max(above, default=0) :])
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(repeats):
         for share in (True, False):
             t0 = time.perf_counter()
             forward_window(groups, torch.device("cpu"), share=share)
             times[share].append(time.perf_counter() - t0)
-    return statistics.median(times[True][1:]), statistics.median(times[False][1:])
+    return {
+        "shared_s": statistics.median(times[True][1:]),
+        "alone_s": statistics.median(times[False][1:]),
+        "batched": batched / alone,
+        "common": statistics.mean(
+            common_length(a.component_ids, b.component_ids)
+            for i, a in enumerate(served)
+            for b in served[i + 1 :]
+        )
+        if len(served) > 1
+        else 0.0,
+        "length": statistics.mean(len(t.component_ids) for t in served),
+    }
+
+
+def common_length(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def parse_cores(text: str) -> set[int]:
@@ -268,10 +247,10 @@ def parse_cores(text: str) -> set[int]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "client":
-        print(json.dumps(asyncio.run(client_main(json.loads(sys.argv[2])))))
-        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--store", help="serve this store's tasks (e.g. the demo's) instead of building one"
+    )
     p.add_argument("--preset", default="s16")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--tasks", type=int, default=6, choices=range(1, len(TASKS) + 1))
@@ -297,97 +276,102 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, work: Path) -> None:
     """Build the system, run every setup, print the figures (last line: the ratio)."""
+    from mutask.trainer.cli import main as cli
+    from mutask.trainer.evolution import ROOT_TASK
+    from mutask.trainer.store.system_store import SystemStore
+
     server_cores, client_cores = parse_cores(args.server_cores), parse_cores(args.client_cores)
     threads = len(server_cores)
-    store, log = work / "store", work / "servers.log"
-    print(f"building the system ({args.preset}, {args.image_size} px, {args.tasks} tasks)")
-    tasks = build_store(store, args.preset, args.image_size, args.tasks, args.steps)
-    from mutask.trainer.cli import main as cli
-
-    files = {}
+    log = work / "servers.log"
+    if args.store:
+        store = Path(args.store).resolve()
+        tasks = [t for t in SystemStore.open(str(store)).tasks() if t != ROOT_TASK][: args.tasks]
+        print(f"serving {store}: {', '.join(tasks)}")
+    else:
+        store = work / "store"
+        print(f"building the system ({args.preset}, {args.image_size} px, {args.tasks} tasks)")
+        tasks = build_store(store, args.preset, args.image_size, args.tasks, args.steps)
+    size = int(next(iter(SystemStore.open(str(store)).manifests().values()))["shape"]["image_size"])
+    files = {t: work / f"{t.replace(':', '_')}.safetensors" for t in tasks}
     for task in tasks:
-        files[task] = work / f"{task}.safetensors"
         assert cli(["export", task, "--store", str(store), "--out", str(files[task])]) == 0
     print(
         f"servers on cores {sorted(server_cores)} ({threads} thread(s) each), client on "
         f"{sorted(client_cores)}"
     )
+    port, seconds = 18600, args.seconds
 
-    def load(targets: dict[str, str], rate: float) -> dict[str, Any]:
-        return run_client(targets, rate, args.seconds, args.image_size, client_cores)
+    def load(targets: dict[str, str], **how: float) -> dict[str, Any]:
+        return run_client(targets, size, client_cores, **{"seconds": seconds, **how})
 
-    port = 18600
+    def start(flags: list[str], at: int) -> Any:
+        return serve(flags, at, server_cores, threads, log)
+
     empty = work / "empty"
     empty.mkdir()
-    base = serve(["--store", str(empty)], port, server_cores, threads, log)
+    base = start(["--store", str(empty)], port)
     runtime = rss_mb(base.pid)
     stop([base])
-    shared = serve(["--store", str(store)], port, server_cores, threads, log)
+    shared = start(["--store", str(store)], port)
     one = {t: f"127.0.0.1:{port}" for t in tasks}
-    run_client(one, 2.0 * len(tasks), 1.0, args.image_size, client_cores)  # warm-up
+    load(one, rate=2.0 * len(tasks), seconds=1.0)  # warm-up, then memory at rest
     shared_rss = rss_mb(shared.pid)
-    capacity = load(one, 5000.0)["throughput"]  # saturating: the shared server's capacity
+    capacity = load(one, concurrency=4 * len(tasks))["throughput"]
     rates = (0.5 * capacity, 0.9 * capacity)
-    results: dict[str, list[dict[str, Any]]] = {"shared": [load(one, r) for r in rates]}
+    results: dict[str, list[dict[str, Any]]] = {"shared": [load(one, rate=r) for r in rates]}
     stop([shared])
-    plain = serve(["--store", str(store), "--no-share-prefixes"], port, server_cores, threads, log)
-    results["no prefix sharing"] = [load(one, r) for r in rates]
+    plain = start(["--store", str(store), "--no-share-prefixes"], port)
+    results["no prefix sharing"] = [load(one, rate=r) for r in rates]
     stop([plain])
-    alone = [
-        serve(["--model", str(files[t])], port + 1 + i, server_cores, threads, log)
-        for i, t in enumerate(tasks)
-    ]
+    alone = [start(["--model", str(files[t])], port + 1 + i) for i, t in enumerate(tasks)]
     each = {t: f"127.0.0.1:{port + 1 + i}" for i, t in enumerate(tasks)}
-    for t in tasks:  # warm every process once before measuring memory
-        run_client({t: each[t]}, 1.0, 0.5, args.image_size, client_cores)
+    for t in tasks:
+        load({t: each[t]}, rate=2.0, seconds=1.0)
     alone_rss = [rss_mb(p.pid) for p in alone]
-    results[f"{len(tasks)} processes"] = [load(each, r) for r in rates]
+    results[f"{len(tasks)} processes"] = [load(each, rate=r) for r in rates]
     stop(alone)
 
     import torch
 
-    from mutask.trainer.serving.catalog import Catalog, ExportCatalog, StoreCatalog
-    from mutask.trainer.store.system_store import SystemStore
+    from mutask.trainer.serving.catalog import ExportCatalog, StoreCatalog
 
     cat = StoreCatalog(SystemStore.open(str(store)), torch.device("cpu")).refresh()
     exp = ExportCatalog(list(files.values()), torch.device("cpu")).refresh()
-    assert isinstance(cat, Catalog) and isinstance(exp, Catalog)
-    shared_w, alone_w = window_compute(store, tasks, 4, 15)
-
-    print(f"\nmemory, {len(tasks)} tasks (RSS after warm-up; empty server {runtime:.0f} MB):")
+    assert cat is not None and exp is not None
+    win = window_compute(store, tasks, 4, 15)
     total = sum(alone_rss)
+    print(f"\nmemory, {len(tasks)} tasks (RSS after warm-up; empty server {runtime:.0f} MB):")
     print(f"  one mutask serve (all tasks + root) {shared_rss:8.0f} MB")
     print(
-        f"  {len(tasks)} x mutask serve --model          {total:8.0f} MB  "
+        f"  {len(tasks)} x mutask serve --model {total:14.0f} MB  "
         f"({', '.join(f'{r:.0f}' for r in alone_rss)})"
     )
-    net_ratio = (shared_rss - runtime) / max(1e-9, total - len(tasks) * runtime)
+    net = (shared_rss - runtime) / max(1e-9, total - len(tasks) * runtime)
     print(
-        f"  net of the runtime: {shared_rss - runtime:.0f} MB vs {total - len(tasks) * runtime:.0f}"
-        f" MB -> {net_ratio:.3f}x"
+        f"  net of the runtime: {shared_rss - runtime:.0f} MB vs "
+        f"{total - len(tasks) * runtime:.0f} MB -> {net:.3f}x"
     )
     print(
-        f"  parameters: {cat.parameters:,} shared vs {exp.parameters:,} in the exports -> "
-        f"{cat.parameters / exp.parameters:.3f}x"
+        f"  parameters: {cat.parameters:,} in the server vs {exp.parameters:,} in the "
+        f"exports -> {cat.parameters / exp.parameters:.3f}x"
     )
     print(
-        f"\nload: open loop, 1 image/request, tasks uniform, {args.seconds:.0f} s per run; "
-        f"shared capacity {capacity:.0f} req/s"
+        f"\nload: open loop, 1 image/request, tasks uniform, {seconds:.0f} s per run; the "
+        f"shared server's closed-loop capacity {capacity:.1f} req/s"
     )
-    print(
-        f"  {'setup':22s} {'offered':>8s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>9s} "
-        f"{'failed':>7s}"
-    )
+    print(f"  {'setup':20s} {'offered':>8s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>9s} failed")
     for name, runs in results.items():
         for rate, r in zip(rates, runs, strict=True):
             print(
-                f"  {name:22s} {rate:8.0f} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
-                f"{r['p99_ms']:9.1f} {r['failed']:7d}"
+                f"  {name:20s} {rate:8.1f} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
+                f"{r['p99_ms']:9.1f} {r['failed']:6d}"
             )
     print(
-        f"\none window ({len(tasks)} tasks x 4 images), in-process: shared prefixes "
-        f"{shared_w * 1e3:.1f} ms vs each task alone {alone_w * 1e3:.1f} ms -> "
-        f"{alone_w / shared_w:.2f}x"
+        f"\none window ({len(tasks)} tasks x 4 images, in-process): paths share "
+        f"{win['common']:.1f} of {win['length']:.1f} leading components on average, so common "
+        f"prefixes save {100 * win['work_saved']:.1f}% of the parameter-weighted work; "
+        f"{win['shared_s'] * 1e3:.1f} ms shared vs {win['alone_s'] * 1e3:.1f} ms each task "
+        f"alone -> {win['alone_s'] / win['shared_s']:.2f}x"
     )
     print(
         f"memory ratio (one server / {len(tasks)} processes, target <= 0.4): "
