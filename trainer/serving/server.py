@@ -69,7 +69,6 @@ class Server:
         self.catalog: Catalog | None = None
         self.version = _version()
         self._batcher: Batcher | None = None
-        self.loaded = asyncio.Event()
 
     @property
     def max_batch(self) -> int:
@@ -115,8 +114,6 @@ class Server:
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.to_thread(self.reload)
-            if self.catalog is not None:
-                self.loaded.set()
             await asyncio.sleep(self.settings.poll_seconds)
 
     @contextlib.asynccontextmanager
