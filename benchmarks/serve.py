@@ -368,8 +368,8 @@ def measure(args: argparse.Namespace, work: Path) -> None:
             )
     print(
         f"\none window ({len(tasks)} tasks x 4 images, in-process): paths share "
-        f"{win['common']:.1f} of {win['length']:.1f} leading components on average, so common "
-        f"prefixes save {100 * win['work_saved']:.1f}% of the parameter-weighted work; "
+        f"{win['common']:.1f} of {win['length']:.1f} leading components on average, so "
+        f"{100 * win['batched']:.1f}% of the parameter-weighted work runs batched across tasks; "
         f"{win['shared_s'] * 1e3:.1f} ms shared vs {win['alone_s'] * 1e3:.1f} ms each task "
         f"alone -> {win['alone_s'] / win['shared_s']:.2f}x"
     )

@@ -114,6 +114,14 @@ CASES: list[tuple[str, str, Any, dict[str, str], int, list[str]]] = [
     ("null in data", "low", images(data=[None] * 768), {}, 400, ["only numbers"]),
     ("booleans as FP32", "low", images(data=[True] * 768), {}, 400, ["true/false"]),
     ("data not a list", "low", images(data={"a": 1}), {}, 400, ["must be a JSON array"]),
+    (
+        "images out of [-1, 1]",
+        "low",
+        images(data=[255.0] * 768),
+        {},
+        400,
+        ["outside [-1, 1]", "pixels"],
+    ),
     ("FP32 overflow", "low", images(data=[1e39, *GOOD[1:]]), {}, 400, ["NaN or infinity"]),
     (
         "no data",

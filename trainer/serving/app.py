@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mutask.trainer.serving.catalog import ServedTask
+from mutask.trainer.serving.metrics import CONTENT_TYPE, UNKNOWN_TASK
 from mutask.trainer.serving.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -143,15 +144,13 @@ class Routes:
         )
 
     async def metrics(self, request: Request) -> Response:
-        from mutask.trainer.serving.metrics import CONTENT_TYPE
-
         return Response(self.server.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
         name = request.path_params["task"]
         catalog = self.server.catalog
-        label = self.server.metrics.task_label(name, catalog) if catalog else "_unknown"
+        label = self.server.metrics.task_label(name, catalog) if catalog else UNKNOWN_TASK
         try:
             response = await self._infer(request)
         except ProtocolError as err:

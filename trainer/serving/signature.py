@@ -95,7 +95,14 @@ def request_images(request: InferRequest, task: ServedTask, max_batch: int) -> t
                 f"input {IMAGES!r} must have shape [N, 3, {s}, {s}], got {list(tensor.shape)}"
             )
         _check_batch(tensor, max_batch)
-        return torch.from_numpy(tensor.decode().copy())
+        images = tensor.decode()
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -1.0 or hi > 1.0:
+            raise bad(
+                f"input {IMAGES!r} has values in [{lo:g}, {hi:g}], outside [-1, 1]: scale "
+                f"them as the trainer does (x / 127.5 - 1), or send raw UINT8 {PIXELS!r}"
+            )
+        return torch.from_numpy(images.copy())
     if tensor.name == PIXELS:
         if tensor.datatype != "UINT8":
             raise bad(f"input {PIXELS!r} must be UINT8, got {tensor.datatype}")
