@@ -75,4 +75,4 @@ def test_serve_benchmark_quick() -> None:
     lines = out.strip().splitlines()
     assert lines[-1].startswith("memory ratio (one server / 2 processes")
     assert any(line.strip().startswith("2 processes") for line in lines)
-    assert any("shared prefixes" in line for line in lines)
+    assert any("runs batched across tasks" in line for line in lines)
