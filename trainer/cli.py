@@ -1,6 +1,6 @@
 """The `mutask` command line: argument parsing and dispatch, nothing else.
 
-Subcommands: demo, introduce, show, evaluate, verify, export, gc, operator. `introduce`
+Subcommands: demo, introduce, show, evaluate, verify, export, gc, serve, operator. `introduce`
 runs :func:`mutask.trainer.run.run_introduction` (a trainer pod's main), `operator` the
 Kubernetes operator, the others :mod:`mutask.trainer.commands`. Heavy modules (torch, kopf)
 are imported only once a command runs, so `mutask --help` is instant and `mutask operator`
@@ -27,6 +27,7 @@ from mutask.trainer.config import (
     SearchConfig,
 )
 from mutask.trainer.errors import describe, exit_code_of
+from mutask.trainer.serving.flags import add_serve_parser
 
 DEFAULT_STORE = IntroduceConfig.__dataclass_fields__["store"].default
 DEBUG_ENV = "MUTASK_DEBUG"
@@ -237,10 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="never delete blobs younger than this",
     )
 
+    add_serve_parser(sub, _Formatter, str(DEFAULT_STORE))
+
     for command in sub.choices.values():  # --debug after the command too
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
         )
+
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser

@@ -1,4 +1,4 @@
-"""What `mutask demo|show|evaluate|verify|export|gc` do (parsing and dispatch: cli.py;
+"""What `mutask demo|show|evaluate|verify|export|gc|serve` do (parsing and dispatch: cli.py;
 `introduce`: run.py).
 
 Every command reads the store through one damage scan (:mod:`mutask.trainer.store.damage`):
@@ -175,7 +175,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     save_exported(
         model,
         out,
-        {"task": args.task, "path": m["path"]["id"], "num_classes": str(m["num_classes"])},
+        {
+            "task": args.task,
+            "path": m["path"]["id"],
+            "num_classes": str(m["num_classes"]),
+            "iteration": str(m.get("iteration", 0)),
+            "dataset": json.dumps(m.get("dataset")),
+        },
     )
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()):,} params)")
     return ExitCode.OK
@@ -202,6 +208,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mutask.trainer.serving.command import serve
+
+    return serve(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "show": cmd_show,
@@ -209,4 +221,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "export": cmd_export,
     "gc": cmd_gc,
+    "serve": cmd_serve,
 }

@@ -1,4 +1,4 @@
-"""Smoke runs of the generation benchmark and the quality suite with tiny budgets."""
+"""Smoke runs of the generation, quality and serving benchmarks with tiny budgets."""
 
 from __future__ import annotations
 
@@ -67,3 +67,12 @@ def test_quality_suite_quick(tmp_path: Path) -> None:
         ["benchmarks/quality.py", "--from-results", str(tmp_path / "quality_results.json")],
     )
     assert "| mutask s=1 |" in tables and "Per task, mean over seeds" in tables
+
+
+def test_serve_benchmark_quick() -> None:
+    """The serving benchmark end to end on a tiny system: servers, client process, figures."""
+    out = _run(["benchmarks/serve.py", "--quick"])
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("memory ratio (one server / 2 processes")
+    assert any(line.strip().startswith("2 processes") for line in lines)
+    assert any("runs batched across tasks" in line for line in lines)

@@ -42,7 +42,7 @@ NAMESPACE = "mutask-system"
 # kubernetes-validate knows: rendered manifests are validated against both.
 KUBE_VERSIONS = ("1.29.0", "1.35.0")
 
-# The metric contract shared by the trainer, the operator, the dashboard and the alerts.
+# The metric contract shared by the trainer, the operator, the server, the dashboard and alerts.
 TRAINER_METRICS = {
     "mutask_trainer_generation": "gauge",
     "mutask_trainer_generations": "gauge",
@@ -64,7 +64,19 @@ OPERATOR_METRICS = {
     "mutask_operator_jobs_failed_total": "counter",
     "mutask_operator_jobs_preempted_total": "counter",
 }
-METRICS = {**TRAINER_METRICS, **OPERATOR_METRICS}
+SERVING_METRICS = {
+    "mutask_serve_requests_total": "counter",
+    "mutask_serve_request_duration_seconds": "histogram",
+    "mutask_serve_batch_size": "histogram",
+    "mutask_serve_window_tasks": "histogram",
+    "mutask_serve_window_seconds": "histogram",
+    "mutask_serve_tasks": "gauge",
+    "mutask_serve_task_version": "gauge",
+    "mutask_serve_components": "gauge",
+    "mutask_serve_parameters": "gauge",
+    "mutask_serve_reloads_total": "counter",
+}
+METRICS = {**TRAINER_METRICS, **OPERATOR_METRICS, **SERVING_METRICS}
 
 
 def _install(tool: str) -> str | None:

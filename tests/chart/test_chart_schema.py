@@ -110,6 +110,9 @@ def test_every_value_is_in_the_schema() -> None:
                 "operator.podSecurityContext.",
                 "operator.securityContext.",
                 "metrics.podMonitor.selector.",
+                "serving.resources.",
+                "serving.podSecurityContext.",
+                "serving.securityContext.",
             )
         )
     }

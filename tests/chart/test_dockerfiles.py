@@ -142,6 +142,7 @@ def test_trainer_image_runtime() -> None:
     assert expose == str(VALUES["trainer"]["metricsPort"]) == "9090"
     run = " ".join(rest for w, rest in final if w == "RUN")
     assert "[${extras}]" in run and "extras=trainer" in run, "installs mutask[trainer]"
+    assert "extras=trainer,serve" in run, "installs mutask[serve] (the serving Deployment)"
     assert "--constraint /opt/venv/constraints.txt" in run, (
         "mutask must not replace the torch build"
     )

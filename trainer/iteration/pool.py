@@ -47,6 +47,8 @@ class ComponentPool:
         components: Mapping[str, Component],
         entries: Mapping[str, Mapping[str, Any]],
         seed: int = 0,
+        *,
+        keep_momentum: bool = True,
     ) -> None:
         self.store = store
         self.shape = shape
@@ -54,6 +56,7 @@ class ComponentPool:
         self.components: dict[str, Component] = dict(components)
         self.entries: dict[str, dict[str, Any]] = {k: dict(v) for k, v in entries.items()}
         self.seed = seed
+        self.keep_momentum = keep_momentum  # False: inference only (serving), no momentum
         self.modules: dict[str, nn.Module] = {}
         self.momentum: dict[str, dict[str, torch.Tensor]] = {}
         # slot (index into DeviceChoice.devices, >= 1) -> component id -> frozen replica
@@ -105,7 +108,8 @@ class ComponentPool:
         self._forget_replicas(component.id)
         self.components[component.id] = component
         self.modules[component.id] = module
-        self.momentum[component.id] = {k: v.to(self.device) for k, v in momentum.items()}
+        if self.keep_momentum:
+            self.momentum[component.id] = {k: v.to(self.device) for k, v in momentum.items()}
         return module
 
     def materialize(self, new: NewComponent, device: torch.device | None = None) -> nn.Module:

@@ -36,6 +36,7 @@ from mutask.trainer.iteration.taskdata import TaskDataCache
 from mutask.trainer.runtime.device import DeviceChoice, device_model, precision_dtype
 from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.training import logits_of
+from mutask.trainer.training.backend import backend_for, device_of
 from mutask.trainer.training.candidate import accuracy, count_correct, mixed_precision
 
 PROBE_SIZE = 256
@@ -57,21 +58,25 @@ class Measurement:
     probe_sha256: str
 
 
-@torch.inference_mode()
 def split_accuracy(
     model: torch.nn.Module, test: EvalSet, autocast: torch.dtype | None, batch_size: int = 256
 ) -> float:
     """Top-1 accuracy over every example of ``test``, streamed in order in batches of
-    ``batch_size`` (the same batches, so the same numbers, whether it is cached or not)."""
+    ``batch_size`` (the same batches, so the same numbers, whether it is cached or not), on
+    the model's device, each batch moved and cut the device's way (see
+    :mod:`mutask.trainer.training.backend`: on XLA, data is made on the host)."""
+    backend = backend_for(device_of(model))
     was_training = model.training
     model.eval()
-    correct: torch.Tensor | None = None
-    for x, y in test.batches(batch_size):
-        with mixed_precision(x.device, autocast):
-            found = count_correct(model(x), y)
-        correct = found if correct is None else correct + found
+    correct = torch.zeros((), dtype=torch.int64, device=backend.device)
+    backend.boundary()  # the count starts as device data: every batch runs one graph
+    with backend.inference(), mixed_precision(backend.device, autocast):
+        for images, labels in test.batches(batch_size):
+            for x, y in backend.chunks(images, labels, batch_size):
+                correct += count_correct(model(x), y)
+                backend.boundary()
     model.train(was_training)
-    return accuracy(correct if correct is not None else torch.zeros(()), len(test))
+    return accuracy(correct, len(test))
 
 
 def measure(

@@ -180,8 +180,17 @@ class SystemStore:
 
     def tasks(self) -> list[str]:
         """Every task with a manifest object (healthy or not)."""
-        found = (task_of(info.key, MANIFEST) for info in self.objects.list(TASKS))
-        return sorted(t for t in found if t is not None)
+        return sorted(self.manifest_generations())
+
+    def manifest_generations(self) -> dict[str, int]:
+        """task → the generation of its manifest object (healthy or not), from one listing
+        (cheap change detection)."""
+        out: dict[str, int] = {}
+        for info in self.objects.list(TASKS):
+            task = task_of(info.key, MANIFEST)
+            if task is not None:
+                out[task] = info.generation
+        return out
 
     def scan(self, *, check_blobs: bool = True) -> StoreScan:
         """Every manifest, sorted into healthy and damaged (see :mod:`.damage`)."""

@@ -123,3 +123,26 @@ namespaces, else the release namespace.
 {{- end }}
 
 {{/* RBAC rules: generated into _rbac_rules.tpl by charts/sync-rbac.py. */}}
+
+{{/* Serving (`mutask serve`): labels, names and image. */}}
+{{- define "mutask.serving.labels" -}}
+{{ include "mutask.labels" . }}
+app.kubernetes.io/component: serving
+{{- end }}
+
+{{- define "mutask.serving.selectorLabels" -}}
+{{ include "mutask.selectorLabels" . }}
+app.kubernetes.io/component: serving
+{{- end }}
+
+{{- define "mutask.serving.fullname" -}}
+{{- printf "%s-serving" (include "mutask.fullname" .) }}
+{{- end }}
+
+{{/* The serving image: serving.image.repository/tag, else the trainer image, "-<variant>". */}}
+{{- define "mutask.serving.image" -}}
+{{- $img := .Values.serving.image }}
+{{- $repo := default .Values.trainer.image.repository $img.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.trainer.image.tag) $img.tag }}
+{{- printf "%s:%s-%s" $repo $tag $img.variant }}
+{{- end }}
