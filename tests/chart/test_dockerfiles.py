@@ -117,7 +117,9 @@ def test_tpu_image_installs_exactly_what_the_ci_xla_venv_tests() -> None:
     assert "torch==%s\\ntorch-xla==%s" in run and "/opt/venv/constraints.txt" in run
     _, _, final = stages(TRAINER)[-1]
     final_run = " ".join(rest for w, rest in final if w == "RUN")
-    assert "extras=trainer,tpu" in final_run, "the tpu image installs mutask[trainer,tpu]"
+    assert "extras=trainer,serve,tpu" in final_run, (
+        "the tpu image installs mutask[trainer,serve,tpu]"
+    )
     # CI's XLA venv reads the same extra (no second copy of the pins)
     script = (REPO_ROOT / ".ci" / "xla-venv.sh").read_text()
     assert 'extras["xla"]' in script and "--constraint" in script
