@@ -247,7 +247,7 @@ def test_kserve_sample_runs_a_valid_serve_command() -> None:
     parses, listens where KServe routes (kserve-container, port 8080) and probes OIP health."""
     import yaml
 
-    path = Path(__file__).resolve().parents[2] / "manifests/samples/inferenceservice-kserve.yaml"
+    path = Path(__file__).resolve().parents[2] / "manifests/samples/kserve/inferenceservice.yaml"
     doc = yaml.safe_load(path.read_text())
     assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"
     (container,) = doc["spec"]["predictor"]["containers"]
