@@ -184,7 +184,7 @@ def test_operator_image() -> None:
 
 def test_operator_starts_one_way() -> None:
     """The image runs `mutask operator` (mutask.operator.main.run), as the chart does
-    (test_chart_render.test_operator_args_and_env_are_settings)."""
+    (test_chart_operator.test_operator_args_and_env_are_settings)."""
     _, _, final = stages(OPERATOR)[-1]
     (entrypoint,) = [rest for w, rest in final if w == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["mutask", "operator"]
