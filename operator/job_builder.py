@@ -19,6 +19,8 @@ from mutask.operator.settings import Settings
 from mutask.operator.spec import Accelerator, IntroductionSpec, SystemSpec
 
 STORE_VOLUME = "store"
+XLA_CACHE_VOLUME = "xla-cache"
+XLA_CACHE_DIR = "/var/cache/mutask/xla"  # XLA's persistent compilation cache in TPU pods
 
 
 def pod_failure_policy() -> dict[str, Any]:
@@ -138,6 +140,7 @@ def build_job(
         env.insert(0, {"name": contract.ENV_INTRODUCTION, "value": f"{namespace}/{intro.ref.name}"})
     if accel.type == "tpu":
         env.append({"name": "PJRT_DEVICE", "value": "TPU"})
+        env.append({"name": contract.ENV_XLA_CACHE, "value": XLA_CACHE_DIR})
 
     mounts = [
         {"name": "config", "mountPath": contract.CONFIG_DIR, "readOnly": True},
@@ -147,6 +150,9 @@ def build_job(
         {"name": "config", "configMap": {"name": name}},
         {"name": "tmp", "emptyDir": {}},
     ]
+    if accel.type == "tpu":  # shared by the pod's per-chip workers and container restarts
+        mounts.append({"name": XLA_CACHE_VOLUME, "mountPath": XLA_CACHE_DIR})
+        volumes.append({"name": XLA_CACHE_VOLUME, "emptyDir": {}})
     if accel.type in ("gpu", "tpu"):
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})

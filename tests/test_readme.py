@@ -16,7 +16,10 @@ def test_readme_has_main_job_and_test_commands() -> None:
     blocks = shell_blocks((ROOT / "README.md").read_text())
     main, tests = blocks[0], blocks[1]
     assert "pip install torch==2.13.0" in main and main.endswith("mutask demo")
-    assert "pip install -q torch==2.13.0" in tests and tests.endswith("pytest")
+    assert "pip install -q torch==2.13.0" in tests and "&& pytest &&" in tests
+    # then the XLA tests, in the XLA venv, on XLA's CPU backend with emulated chips
+    assert tests.endswith('PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 "$XLA_VENV/bin/pytest" tests/xla')
+    assert "XLA_VENV=$(bash .ci/xla-venv.sh)" in tests
     # torch is installed before the project, so pip never pulls CUDA wheels
     assert main.index("torch==2.13.0") < main.index("pip install -e")
 

@@ -5,7 +5,8 @@ is checked before anything is written (store URI, device, metrics port, then the
 :mod:`~mutask.trainer.iteration.preflight`: store health, model, data, memory) and fails with
 a typed error (exit 2, see :mod:`mutask.trainer.errors`). Then: SIGTERM stops training at the
 next step (exit 75, finished generations checkpointed), a fenced-off writer exits 3, detected
-forgetting exits 1 (see :class:`mutask.contract.ExitCode`).
+forgetting exits 1 (see :class:`mutask.contract.ExitCode`). On XLA the iteration runs as one
+worker per chip (:mod:`mutask.trainer.chips`), each through :func:`run_worker`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.errors import PortError
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine, IntroductionOutcome
+from mutask.trainer.iteration.exchange import (
+    ExchangeAborted,
+    Worker,
+    aborting_others,
+    wait_for_root,
+)
 from mutask.trainer.iteration.preflight import MODEL_FIELDS, preflight
-from mutask.trainer.runtime.device import select_device
+from mutask.trainer.runtime.device import on_xla, select_device
 from mutask.trainer.runtime.kube_status import KubeStatusReporter
 from mutask.trainer.runtime.metrics import TrainerMetrics
 from mutask.trainer.runtime.signals import StopFlag
@@ -40,14 +47,41 @@ def run_introduction(
     explicit_model: Collection[str] = MODEL_FIELDS,
 ) -> int:
     """What a trainer pod runs: checks, metrics, status reporting, SIGTERM handling, one
-    iteration. ``explicit_model``: the model fields the user gave (see the preflight)."""
-    store = SystemStore.open(cfg.store)  # the URI is checked before anything else
-    device = select_device(cfg.device, cfg.precision)
+    iteration. ``explicit_model``: the model fields the user gave (see the preflight).
+
+    On XLA it runs as one worker per chip (:func:`mutask.trainer.chips.run_on_chips`).
+    """
+    SystemStore.open(cfg.store)  # the URI is checked before anything else
+    if on_xla(cfg.device, os.environ):  # the device is chosen in each chip's worker
+        from mutask.trainer.chips import run_on_chips  # needs torch_xla
+
+        return run_on_chips(cfg, quiet=quiet, verify=verify, explicit_model=explicit_model)
+    select_device(cfg.device, cfg.precision)  # a bad device fails before the signal handler
     stop = StopFlag()
     stop.install()
+    return run_worker(
+        cfg, quiet=quiet, verify=verify, should_stop=stop, explicit_model=explicit_model
+    )
+
+
+def run_worker(
+    cfg: IntroduceConfig,
+    *,
+    quiet: bool,
+    verify: bool,
+    should_stop: Callable[[], bool],
+    explicit_model: Collection[str] = MODEL_FIELDS,
+    worker: Worker | None = None,
+    attempt: str = "0",
+) -> int:
+    """One worker's run (the only one, or one chip's): worker 0 also serves metrics,
+    reports status, bootstraps, publishes, verifies and prints the result."""
+    worker = worker or Worker()
+    store = SystemStore.open(cfg.store)
+    device = select_device(cfg.device, cfg.precision)
     sinks: list[Any] = []
     stop_metrics: Callable[[], None] | None = None
-    if cfg.metrics_port is not None:
+    if worker.lead and cfg.metrics_port is not None:
         metrics = TrainerMetrics(cfg.task)
         try:
             stop_metrics = metrics.serve(cfg.metrics_port)
@@ -55,31 +89,49 @@ def run_introduction(
             raise PortError("metrics_port", cfg.metrics_port, f"cannot listen: {err}") from err
         sinks.append(metrics)
     try:
-        reporter = KubeStatusReporter.from_env()
+        reporter = KubeStatusReporter.from_env() if worker.lead else None
         if reporter is not None:
             sinks.append(reporter)
         engine = Engine(
             store,
             device,
             sinks=sinks,
-            should_stop=stop,
-            progress_bars=not quiet,
+            should_stop=should_stop,
+            progress_bars=not quiet and worker.lead,
             workers=cfg.workers,
             cpus=requested_cpus(os.environ),
+            worker=worker,
+            attempt=attempt,
         )
-        checked = preflight(engine, cfg, explicit=explicit_model, log=_stderr)
-        cfg = checked.cfg
-        store.sweep((task_prefix(cfg.task), BLOBS))  # leftovers of killed writers
-        print(f"mutask: task {cfg.task} on {device.describe()}, store {store.uri}", file=sys.stderr)
-        try:
-            if checked.bootstrap:
-                bootstrap_root(engine, cfg)
-            out = engine.introduce(cfg, verify=verify)
-        except Interrupted:
+        with aborting_others(store, cfg.task, attempt, worker):
+            checked = preflight(engine, cfg, explicit=explicit_model, log=_stderr)
+            cfg = checked.cfg
+            if worker.lead:
+                store.sweep((task_prefix(cfg.task), BLOBS))  # leftovers of killed writers
+            where = f", worker {worker.rank + 1}/{worker.count}" if worker.count > 1 else ""
             print(
-                "mutask: stopped by signal; finished generations are checkpointed", file=sys.stderr
+                f"mutask: task {cfg.task} on {device.describe()}{where}, store {store.uri}",
+                file=sys.stderr,
             )
-            return ExitCode.PREEMPTED
+            try:
+                if checked.bootstrap:
+                    if worker.lead:
+                        bootstrap_root(engine, cfg)
+                    else:
+                        wait_for_root(store, cfg.task, attempt, should_stop)
+                if not worker.lead:
+                    engine.follow(cfg)
+                    return ExitCode.OK
+                out = engine.introduce(cfg, verify=verify)
+            except Interrupted:
+                print(
+                    "mutask: stopped by signal; finished generations are checkpointed",
+                    file=sys.stderr,
+                )
+                return ExitCode.PREEMPTED
+            except ExchangeAborted as err:
+                print(f"mutask: stopped: {err}", file=sys.stderr)
+                return ExitCode.FAILED
         return _report(out)
     finally:
         if stop_metrics is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -88,11 +89,40 @@ def test_trainer_variants() -> None:
         cuda_major_minor and f"TORCH_CUDA=cu{cuda_major_minor[1]}{cuda_major_minor[2]}" in cuda
     ), "torch CUDA wheels must match the base image's CUDA version"
     tpu = run_text("torch-tpu")
-    assert "TORCH_XLA_VERSION=2.9.0" in tpu
-    assert (
-        '"torch==${TORCH_XLA_VERSION}"' in tpu and '"torch-xla[tpu]==${TORCH_XLA_VERSION}"' in tpu
-    )
+    assert '"torch-xla[tpu]==${TORCH_XLA_VERSION}"' in tpu
     assert ("ENV", "PJRT_DEVICE=TPU") in names["torch-tpu"][1]
+
+
+def _xla_pins() -> dict[str, str]:
+    """The `xla` extra of pyproject.toml: what CI's XLA venv installs and tests."""
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    pins = dict(req.split("==") for req in extras["xla"])
+    assert set(pins) == {"torch", "torch-xla"}, extras["xla"]
+    assert "torch-xla[tpu]==" + pins["torch-xla"] in extras["tpu"]
+    assert "mutask[xla]" in extras["tpu"], "the tpu extra keeps the xla pins"
+    return pins
+
+
+def test_tpu_image_installs_exactly_what_the_ci_xla_venv_tests() -> None:
+    pins = _xla_pins()
+    (stage,) = [ins for _, name, ins in stages(TRAINER) if name == "torch-tpu"]
+    args = dict(rest.split("=", 1) for word, rest in stage if word == "ARG")
+    assert args == {"TORCH_VERSION": pins["torch"], "TORCH_XLA_VERSION": pins["torch-xla"]}
+    run = " ".join(rest for word, rest in stage if word == "RUN")
+    # torch first, the CPU build of the pinned version, then torch-xla with torch held there
+    assert '"torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu' in run
+    assert '"torch==${TORCH_VERSION}" "torch-xla[tpu]==${TORCH_XLA_VERSION}"' in run
+    assert "torch==%s\\ntorch-xla==%s" in run and "/opt/venv/constraints.txt" in run
+    _, _, final = stages(TRAINER)[-1]
+    final_run = " ".join(rest for w, rest in final if w == "RUN")
+    assert "extras=trainer,tpu" in final_run, "the tpu image installs mutask[trainer,tpu]"
+    # CI's XLA venv reads the same extra (no second copy of the pins)
+    script = (REPO_ROOT / ".ci" / "xla-venv.sh").read_text()
+    assert 'extras["xla"]' in script and "--constraint" in script
+    for name in pins:
+        assert not re.search(rf"{name}==\d", script), f"{name} is pinned in pyproject.toml only"
 
 
 def test_trainer_image_runtime() -> None:

@@ -371,3 +371,14 @@ def test_bad_values_raise_config_error_naming_field() -> None:
     with pytest.raises(ConfigError) as err:
         build_config(SYSTEM, merged(INTRO, budget={"generations": 0}), S)
     assert err.value.field_path == "budget.generations"
+
+
+def test_tpu_jobs_keep_xla_compilations_in_a_volume() -> None:
+    """The trainer's persistent XLA compilation cache (MUTASK_XLA_CACHE) is a writable
+    volume in TPU pods (the root filesystem is read-only); other accelerators have none."""
+    job = build_job(SYSTEM, merged(INTRO, accelerator=TPU), S)
+    cache = env(job)[contract.ENV_XLA_CACHE]
+    mounts = {m["mountPath"]: m["name"] for m in container(job)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(job)["volumes"]}
+    assert volumes[mounts[cache]]["emptyDir"] == {}
+    assert contract.ENV_XLA_CACHE not in env(build_job(SYSTEM, INTRO, S))

@@ -209,3 +209,14 @@ def test_requested_cpus_reads_the_operators_downward_api_variable(
     env: dict[str, str], cpus: int | None
 ) -> None:
     assert requested_cpus(env) == cpus
+
+
+def test_on_xla_decides_like_select_device_without_starting_xla() -> None:
+    from mutask.trainer.runtime.device import on_xla
+
+    pjrt = {"PJRT_DEVICE": "TPU"}
+    assert on_xla("xla", pjrt, _imports(torch_xla=FAKE_XLA))
+    assert on_xla("auto", pjrt, _imports(torch_xla=FAKE_XLA))
+    assert not on_xla("auto", {}, _imports(torch_xla=FAKE_XLA))  # no PJRT_DEVICE
+    assert not on_xla("auto", pjrt, _imports())  # torch_xla missing: select_device falls back
+    assert not on_xla("cpu", pjrt, _imports(torch_xla=FAKE_XLA))

@@ -32,7 +32,7 @@ from mutask.trainer.training import (
     evaluate,
     train_candidate,
 )
-from mutask.trainer.training.candidate import make_optimizer
+from mutask.trainer.training.optim import make_optimizer
 from mutask.trainer.training.schedule import lr_at
 
 ONE_STEP = TrainSettings(rounds=1, steps_per_round=1)

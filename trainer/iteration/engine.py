@@ -28,6 +28,7 @@ from mutask.trainer.evolution import (
     TaskIteration,
     run_generations,
 )
+from mutask.trainer.iteration.exchange import Exchange, Worker
 from mutask.trainer.iteration.generation import GenerationTraining, search_space
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.progress import Progress, ProgressSink
@@ -69,6 +70,8 @@ class Engine:
     """Runs task iterations against one store on one host's devices.
 
     ``lockstep=False`` trains a generation's candidates one by one (the reference way);
+    ``worker`` is this process's place among workers sharing each generation (one per chip;
+    ``attempt`` names their start, the same for all of them; see :mod:`.exchange`);
     ``cpu_threads``/``workers``/``cpus`` are the CPU thread choices (see
     :class:`~mutask.trainer.runtime.threads.CpuPolicy`).
     """
@@ -86,14 +89,18 @@ class Engine:
         cpu_threads: int | None = None,
         workers: int | None = None,
         cpus: int | None = None,
+        worker: Worker | None = None,
+        attempt: str = "0",
     ) -> None:
         self.store = store
+        self.worker = worker or Worker()
+        self.attempt = attempt
         self.device = device
         self.cpu = CpuPolicy(cpu_threads, workers, cpus)
         self.progress = Progress(list(sinks), progress_bars, log)
         self.should_stop = should_stop
         self.lockstep = lockstep
-        self.data = TaskDataCache(device.device)
+        self.data = TaskDataCache(device.data_device)
         self._pool: ComponentPool | None = None
 
     @property
@@ -144,8 +151,16 @@ class Engine:
         finally:
             self.should_stop = outer
 
+    def follow(self, cfg: IntroduceConfig) -> None:
+        """A worker other than the lead (see :mod:`.exchange`): the same evolution as the
+        lead, training its share of each generation; it holds no lease and writes nothing
+        but its candidates' records."""
+        if self.worker.lead:
+            raise ValueError("the lead worker introduces; only the others follow")
+        self._introduce(cfg, None, verify=False)
+
     def _introduce(
-        self, cfg: IntroduceConfig, lease: Lease, *, verify: bool
+        self, cfg: IntroduceConfig, lease: Lease | None, *, verify: bool
     ) -> IntroductionOutcome:
         started = time.perf_counter()
         system, _, pool = self.load(cfg.seed)
@@ -153,10 +168,14 @@ class Engine:
         previous, expected = read if read else (None, 0)
         iteration = int(previous["iteration"]) + 1 if previous else 0
         resume = Resume(self.store, cfg.task, fingerprint(cfg, expected), self.progress)
+        exchange = self._exchange(cfg, resume.run)
         landed = resume.landed(previous)
         if landed is not None:  # a killed run's manifest landed: finish its checks, no retrain
             checks = self.verify(exclude=(cfg.task,)) if verify else []
-            resume.clear()
+            if exchange is not None:  # the other workers saw it too (then it is cleared)
+                exchange.done()
+            if lease is not None:  # the lead clears; a follower never writes the state
+                resume.clear()
             return IntroductionOutcome(
                 cfg.task,
                 int(landed["iteration"]),
@@ -166,6 +185,8 @@ class Engine:
                 time.perf_counter() - started,
                 0,
             )
+        if exchange is not None and lease is not None:
+            exchange.clear_other_runs()
         data = self.task_data(cfg, system.shape.image_size)
         it = TaskIteration(
             system,
@@ -199,15 +220,21 @@ class Engine:
             workers=workers,
             lockstep=self.lockstep,
             should_stop=self.should_stop,
+            exchange=exchange,
         )
 
         def end_generation(_offspring: Offspring, dropped: list[str]) -> None:
             training.end()
             pool.drop(dropped)
-            lease.confirm()  # a fenced-off writer must not overwrite the new holder's state
-            resume.save(it, pool)
+            if lease is not None:
+                lease.confirm()  # a fenced-off writer must not overwrite the new holder's state
+                resume.save(it, pool)
 
         run_generations(it, training.train, on_report=training.report, on_generation=end_generation)
+        if exchange is not None:
+            exchange.done()
+        if lease is None:  # a follower: the lead publishes
+            return IntroductionOutcome(cfg.task, iteration, it.finish().best, {}, [], 0.0, 0)
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
@@ -257,6 +284,14 @@ class Engine:
             verifications,
             time.perf_counter() - started,
             training.trained,
+        )
+
+    def _exchange(self, cfg: IntroduceConfig, run: str) -> Exchange | None:
+        """This worker's exchange with the others sharing each generation (None: alone)."""
+        if self.worker.count == 1:
+            return None
+        return Exchange(
+            self.store, cfg.task, run, self.attempt, self.worker, should_stop=self.should_stop
         )
 
     def _published(

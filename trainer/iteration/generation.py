@@ -5,6 +5,8 @@ this host's devices, and are kept (momentum inherited) or dropped.
 (:func:`~mutask.trainer.evolution.run_generations`) plus its ``on_report``: all candidates
 of a generation consume the same seeded batch stream, train in lockstep (one per core on a
 CPU) or one per device, and report their best validation quality at or above their bar.
+With an :class:`~mutask.trainer.iteration.exchange.Exchange` (one worker per chip), this
+worker trains only its share and merges every worker's results in candidate order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mutask.trainer.evolution import (
     ViTShape,
     large_space,
 )
+from mutask.trainer.iteration.exchange import Exchange
 from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
 from mutask.trainer.iteration.progress import Progress
 from mutask.trainer.iteration.seeds import derive_seed
@@ -75,6 +78,7 @@ class GenerationTraining:
         workers: int = 1,
         lockstep: bool = True,
         should_stop: Callable[[], bool] | None = None,
+        exchange: Exchange | None = None,
     ) -> None:
         self.cfg = cfg
         self.it = it
@@ -88,6 +92,7 @@ class GenerationTraining:
         self.workers = workers
         self.lockstep = lockstep
         self.should_stop = should_stop
+        self.exchange = exchange
         self.results: list[tuple[CandidateResult, Momentum]] = []
         self.bar: tqdm[Never] | None = None
         self.trained = 0
@@ -99,8 +104,13 @@ class GenerationTraining:
         gen = offspring.generation
         self.progress.emit(event="generation", generation=gen, generations=budget.generations)
         steps = self.settings.rounds * self.settings.steps_per_round
+        plans = list(offspring.plans)
+        ks = list(range(len(plans)))  # the candidates trained here: all, or this worker's share
+        if self.exchange is not None:
+            done = self.exchange.stored(gen, plans)
+            ks = [k for k in self.exchange.worker.share(len(plans)) if k not in done]
         self.bar = bar = self.progress.bar(
-            len(offspring.plans) * steps,
+            len(ks) * steps,
             f"{cfg.task} it{it.iteration} gen {gen + 1}/{budget.generations}",
         )
         augmenter = Augmenter(offspring.data_hparams)
@@ -115,11 +125,11 @@ class GenerationTraining:
         devices = self.device.devices
         n = len(devices)
         try:
-            candidates = [  # materialised in candidate order; candidate k on devices[k % n]
+            candidates = [  # materialised in candidate order; the i-th on devices[i % n]
                 pool_candidate(
-                    pool, plan, _score_fn(it, plan.path), it.bar(plan.path), k % n, devices[k % n]
+                    pool, plan, _score_fn(it, plan.path), it.bar(plan.path), i % n, devices[i % n]
                 )
-                for k, plan in enumerate(offspring.plans)
+                for i, plan in enumerate(plans[k] for k in ks)
             ]
             if n > 1:
                 self.results = train_placed(
@@ -132,8 +142,8 @@ class GenerationTraining:
                     on_step=tick,
                     should_stop=self.should_stop,
                 )
-                for plan in offspring.plans:
-                    for cid in plan.trainable_ids:
+                for k in ks:
+                    for cid in plans[k].trainable_ids:
                         pool.to_home(cid)
             else:
                 self.results = train_generation(
@@ -146,10 +156,17 @@ class GenerationTraining:
                     on_step=tick,
                     should_stop=self.should_stop,
                 )
+            if self.exchange is not None:  # share: store ours, gather all, merge in order
+                for k, (result, momentum) in zip(ks, self.results, strict=True):
+                    self.exchange.put(gen, k, plans[k], result, momentum, pool)
+                records = self.exchange.gather(gen, plans)
+                self.results = self.exchange.merge(
+                    records, plans, pool, dict(zip(ks, self.results, strict=True))
+                )
         except BaseException:
             bar.close()
             raise
-        self.trained += len(offspring.plans)
+        self.trained += len(ks)
         return [result.quality for result, _ in self.results]
 
     def report(self, report: Report) -> None:

@@ -27,6 +27,7 @@ from mutask.trainer.store.layout import blob_key
 from mutask.trainer.store.objects import StoreDamaged
 from mutask.trainer.store.system_store import SystemStore, param_hash
 from mutask.trainer.training import Candidate
+from mutask.trainer.training.backend import backend_for
 from mutask.trainer.training.candidate import Prefix
 
 
@@ -223,6 +224,7 @@ def pool_candidate(
             for name, cid in plan.path.components
         ]
     )
+    backend_for(device or pool.device).boundary()  # on XLA: its copies, a graph of its own
     return Candidate(
         model=model,
         trainable=list(own.values()),

@@ -1,4 +1,9 @@
-"""Choosing the accelerator: torch-xla when PJRT_DEVICE is set and importable, CUDA, else CPU."""
+"""Choosing the accelerator: torch-xla when PJRT_DEVICE is set and importable, CUDA, else CPU.
+
+On XLA, XLA's persistent compilation cache is switched on first when ``MUTASK_XLA_CACHE``
+names a folder (the operator's TPU Jobs mount a volume there), so graphs compiled by one
+process are loaded, not compiled, by the next.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mutask.contract import ENV_XLA_CACHE
 from mutask.trainer.errors import DeviceError
 
 
@@ -35,6 +41,13 @@ class DeviceChoice:
             raise ValueError(f"devices must start with device {self.device}, got {self.devices}")
 
     @property
+    def data_device(self) -> torch.device:
+        """Where task data lives: the device itself, except on XLA, where batches are made
+        on the host and moved onto the chip by a prefetching loader (see
+        :mod:`mutask.trainer.training.xla`)."""
+        return torch.device("cpu") if self.kind == "xla" else self.device
+
+    @property
     def precision(self) -> str:
         """The precision it trains and evaluates at: ``bfloat16`` (autocast) or ``float32``."""
         return precision_name(self.autocast)
@@ -45,17 +58,50 @@ class DeviceChoice:
         return f"{self.kind} ({self.device}, {self.count} device(s){split}{amp})"
 
 
-def _xla_device(import_module: Callable[[str], object]) -> torch.device | None:
+def _xla_device(
+    import_module: Callable[[str], object], env: Mapping[str, str]
+) -> torch.device | None:
     try:
         xla = import_module("torch_xla")
     except ImportError:
         return None
+    if env.get(ENV_XLA_CACHE):
+        init_xla_cache(env[ENV_XLA_CACHE], import_module)
     device_fn = getattr(xla, "device", None)
     if callable(device_fn):
         dev = device_fn()
         return dev if isinstance(dev, torch.device) else torch.device(str(dev))
     xm = import_module("torch_xla.core.xla_model")
     return torch.device(str(xm.xla_device()))  # type: ignore[attr-defined]
+
+
+def init_xla_cache(path: str, import_module: Callable[[str], object]) -> bool:
+    """Switch on XLA's persistent compilation cache in folder ``path`` (before anything is
+    compiled in this process); False if this process's cache already exists."""
+    runtime = import_module("torch_xla.runtime")
+    xla = import_module("torch_xla")
+    if xla._XLAC._xla_computation_cache_is_initialized():  # type: ignore[attr-defined]
+        return False
+    os.makedirs(path, exist_ok=True)
+    runtime.initialize_cache(path, readonly=False)  # type: ignore[attr-defined]
+    return True
+
+
+def on_xla(
+    preference: str,
+    env: Mapping[str, str],
+    import_module: Callable[[str], object] = importlib.import_module,
+) -> bool:
+    """Whether ``preference`` (auto|cpu|cuda[:N]|xla) selects XLA here, as
+    :func:`select_device` would, decided without starting XLA's runtime (the per-chip
+    launcher must start before it); importing torch_xla does not start it."""
+    if preference not in ("auto", "xla") or not env.get("PJRT_DEVICE"):
+        return False
+    try:
+        import_module("torch_xla")
+    except ImportError:
+        return False
+    return True
 
 
 def select_device(
@@ -77,7 +123,7 @@ def select_device(
     env = os.environ if env is None else env
     kind, device = "cpu", torch.device("cpu")
     if preference in ("auto", "xla") and env.get("PJRT_DEVICE"):
-        xla = _xla_device(import_module)
+        xla = _xla_device(import_module, env)
         if xla is not None:
             kind, device = "xla", xla
         elif preference == "xla":

@@ -1,13 +1,14 @@
 """Garbage collection: unreferenced blobs, leftovers of interrupted writes, stale leases.
 
-A blob is deleted only when no manifest (healthy or damaged, as long as it parses) and no
-in-flight resume state references it AND it is older than a grace period, so a publish in
-flight (blobs written, manifest not yet) is never collected. Order matters: blobs are listed
-first, references read second, so a blob a publish writes or refreshes after the listing is
-either referenced or young by the time GC looks at it. Each victim is re-checked just before
-deletion and deleted with a generation precondition, so a blob a publish refreshed (touched)
-in between survives. While any manifest is unreadable no blob is deleted at all: what it
-references is unknown.
+A blob is deleted only when no manifest (healthy or damaged, as long as it parses), no
+in-flight resume state and no candidate record of workers sharing a generation (a task's
+``exchange/``, see :mod:`mutask.trainer.iteration.exchange`) references it AND it is older
+than a grace period, so a publish in flight (blobs written, manifest not yet) is never
+collected. Order matters: blobs are listed first, references read second, so a blob a
+publish writes or refreshes after the listing is either referenced or young by the time GC
+looks at it. Each victim is re-checked just before deletion and deleted with a generation
+precondition, so a blob a publish refreshed (touched) in between survives. While any
+manifest is unreadable no blob is deleted at all: what it references is unknown.
 
 GC also removes temp files left by killed writers (local backend; older than the grace, at
 most ten minutes and at least one: no live write takes that long), idle lock files, and leases
@@ -22,7 +23,15 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from mutask.trainer.store.layout import BLOB_SUFFIX, BLOBS, LEASE, RESUME, TASKS, task_of
+from mutask.trainer.store.layout import (
+    BLOB_SUFFIX,
+    BLOBS,
+    EXCHANGE,
+    LEASE,
+    RESUME,
+    TASKS,
+    task_of,
+)
 from mutask.trainer.store.lease import DEFAULT_TTL
 from mutask.trainer.store.objects import NotFound, PreconditionFailed, StoreDamaged
 from mutask.trainer.store.system_store import DEBRIS_AGE, DEBRIS_FLOOR, SystemStore
@@ -44,8 +53,9 @@ class GcReport:
 
 
 def referenced_blobs(store: SystemStore) -> tuple[set[str], list[str]]:
-    """Digests referenced by any parseable manifest or any resume state, and the manifests
-    that could not be read (while there are any, nothing may be deleted)."""
+    """Digests referenced by any parseable manifest, any resume state or any candidate
+    record in a task's ``exchange/``, and the manifests that could not be read (while there
+    are any, nothing may be deleted)."""
     found = store.scan(check_blobs=False)
     refs: set[str] = set()
     for manifest in found.documents.values():
@@ -56,19 +66,43 @@ def referenced_blobs(store: SystemStore) -> tuple[set[str], list[str]]:
     for info in store.objects.list(TASKS):
         task = task_of(info.key, RESUME)
         if task is None:
+            if _is_record(info.key):
+                refs.update(_record_blobs(store, info.key))
             continue
         try:
             state = store.load_resume(task)
         except StoreDamaged:  # unreadable: keep whatever digests it still names
-            try:
-                data, _ = store.objects.read(info.key)
-            except NotFound:
-                continue
-            refs.update(m.decode() for m in DIGEST.findall(data))
+            refs.update(_digests_in(store, info.key))
             continue
         if state and isinstance(state.get("blobs"), dict):
             refs.update(str(b) for b in state["blobs"].values())
     return refs, blocked
+
+
+def _is_record(key: str) -> bool:
+    """``tasks/<task>/exchange/<run>/g<generation>/c<candidate>.json``."""
+    parts = key.split("/")
+    return len(parts) > 3 and parts[2] + "/" == EXCHANGE and parts[-1].startswith("c")
+
+
+def _record_blobs(store: SystemStore, key: str) -> set[str]:
+    """The blobs a candidate record names (an unreadable one: every digest in it)."""
+    try:
+        record = json.loads(store.objects.read(key)[0])
+        return {str(b) for b in record["components"].values()}
+    except NotFound:
+        return set()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _digests_in(store, key)
+
+
+def _digests_in(store: SystemStore, key: str) -> set[str]:
+    """Every blob digest that an unparseable object still names (kept to be safe)."""
+    try:
+        data, _ = store.objects.read(key)
+    except NotFound:
+        return set()
+    return {m.decode() for m in DIGEST.findall(data)}
 
 
 def collect_garbage(

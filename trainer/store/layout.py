@@ -6,6 +6,7 @@
     tasks/<task>/manifest.json     the task's published path
     tasks/<task>/resume.json       the in-flight iteration's checkpoint
     tasks/<task>/lease.json        who may write the task now
+    tasks/<task>/exchange/...      candidate records of workers sharing a generation
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ BLOB_SUFFIX = ".safetensors"
 MANIFEST = "manifest.json"
 RESUME = "resume.json"
 LEASE = "lease.json"
+EXCHANGE = "exchange/"  # under a task's prefix
 
 
 def task_prefix(task: str) -> str:

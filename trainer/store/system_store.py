@@ -6,6 +6,8 @@ Layout under the store root::
     tasks/<task>/manifest.json     the task's retained path, scores, lineage, accounting
     tasks/<task>/resume.json       the in-flight iteration's state after its last generation
     tasks/<task>/lease.json        who may write this task now (see :mod:`.lease`)
+    tasks/<task>/exchange/...      candidate records of workers sharing a generation
+                                   (see :mod:`mutask.trainer.iteration.exchange`)
 
 Blobs are content-addressed and written before the manifest that references them, and the
 manifest is replaced atomically (compare-and-swap on its generation), so a reader sees the

@@ -3,7 +3,8 @@
 :mod:`.candidate` owns a candidate's state, its step, the end of a validation round, the
 final restore and ``evaluate``; :mod:`.lockstep` trains a generation on shared batches
 (round by round, with per-core workers); :mod:`.prefix` shares frozen prefixes;
-:mod:`.placement` puts one candidate per device; :mod:`.schedule` is the learning rate.
+:mod:`.placement` puts one candidate per device; :mod:`.schedule` is the learning rate;
+:mod:`.backend` holds what differs per device (eager, or XLA in :mod:`.xla`).
 """
 
 from mutask.trainer.training.candidate import (

@@ -5,25 +5,23 @@ A :class:`Candidate` is a model, the modules it owns (trainable, with their inhe
 momentum) and everything it only reads (frozen, ``requires_grad=False``). A
 :class:`CandidateTrainer` holds its optimizer, schedule, step count and best snapshot; its
 ``step`` is the whole training step, top to bottom: learning rate, forward, loss, zero_grad,
-backward, clip, optimizer step. After each validation round ``end_round`` scores the
-quality and snapshots the candidate if it reached its bar (best-checkpoint selection);
-``finish`` restores the best snapshot. The loops that feed the step (one candidate or a
-generation in lockstep) are in :mod:`mutask.trainer.training.lockstep`.
+backward, clip, optimizer step, step boundary. After each validation round ``end_round``
+scores the quality and snapshots the candidate if it reached its bar (best-checkpoint
+selection); ``finish`` restores the best snapshot. The loops that feed the step (one
+candidate or a generation in lockstep) are in :mod:`mutask.trainer.training.lockstep`.
 
 Nothing here reads a value back to the host inside a round: validation counts correct
 predictions into a device tensor, and :func:`accuracy` turns it into a float once, at the
-round's end. Where the XLA backend hooks in: the learning rate is set in
-:meth:`CandidateTrainer.set_lr` (a device tensor there), the step boundary is the end of
-:meth:`CandidateTrainer.step` (in lockstep: once every candidate stepped on a batch, in
-``Lockstep._steps``), training batches already have one fixed shape (``BatchStream``), and
-:func:`validation_chunks` is the one place validation data is cut into batches (fixed shapes
-with a padded, masked tail there).
+round's end. What differs per device (the optimizer and how its learning rate is set, the
+step boundary, how validation data is cut into batches) is asked of the device's
+:class:`~mutask.trainer.training.backend.Backend`: eager on CPU and CUDA, XLA's in
+:mod:`mutask.trainer.training.xla`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -33,6 +31,8 @@ from torch.nn import functional as F
 
 from mutask.trainer.evolution import HValue
 from mutask.trainer.models import PathModel
+from mutask.trainer.training.backend import Backend, backend_for, device_of
+from mutask.trainer.training.optim import momentum_of
 from mutask.trainer.training.schedule import lr_at
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -100,6 +100,14 @@ class Candidate:
     prefix: Prefix = ()
 
     @property
+    def device(self) -> torch.device:
+        """Where the candidate trains: the device of its own modules (else of its model)."""
+        for module in self.trainable:
+            for p in module.parameters():
+                return p.device
+        return device_of(self.model)
+
+    @property
     def split(self) -> int:
         """Where the candidate's own part starts (the length of its frozen prefix)."""
         return len(self.prefix)
@@ -114,38 +122,6 @@ class Candidate:
             return cast(PathModel, self.model).forward_from(inputs, start)
         logits: torch.Tensor = self.model(inputs)
         return logits
-
-
-def make_optimizer(
-    modules: Sequence[nn.Module],
-    momentum_state: Sequence[Mapping[str, torch.Tensor]],
-    hparams: Mapping[str, HValue],
-) -> torch.optim.SGD:
-    """SGD over the trainable modules, seeded with their inherited momentum buffers."""
-    params = [p for m in modules for p in m.parameters()]
-    opt = torch.optim.SGD(
-        params,
-        lr=float(hparams["opt_lr"]),
-        momentum=float(hparams["opt_momentum"]),
-        nesterov=bool(hparams["opt_nesterov"]),
-        foreach=True,
-    )
-    for module, state in zip(modules, momentum_state, strict=True):
-        for name, p in module.named_parameters():
-            buf = state.get(name)
-            if buf is not None and buf.shape == p.shape:
-                opt.state[p]["momentum_buffer"] = buf.detach().clone().to(p.device)
-    return opt
-
-
-def momentum_of(opt: torch.optim.Optimizer, module: nn.Module) -> dict[str, torch.Tensor]:
-    """Copies of the optimizer's momentum buffers of ``module``'s parameters."""
-    out: dict[str, torch.Tensor] = {}
-    for name, p in module.named_parameters():
-        buf = opt.state.get(p, {}).get("momentum_buffer")
-        if buf is not None:
-            out[name] = buf.detach().clone()
-    return out
 
 
 def mixed_precision(
@@ -163,20 +139,24 @@ class CandidateTrainer:
     def __init__(self, candidate: Candidate, settings: TrainSettings) -> None:
         self.candidate = candidate
         self.settings = settings
-        self.optimizer = make_optimizer(candidate.trainable, candidate.momentum, candidate.hparams)
+        self.backend: Backend = backend_for(candidate.device)
+        self.optimizer = self.backend.optimizer(
+            candidate.trainable, candidate.momentum, candidate.hparams
+        )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.total_steps = settings.rounds * settings.steps_per_round
         self.base_lr = float(candidate.hparams["opt_lr"])
         self.warmup_ratio = float(candidate.hparams["opt_lr_warmup_ratio"])
+        self.set_lr = self.backend.learning_rate(self.optimizer, self.lr_of, self.total_steps)
         self.steps = 0
         self.result = CandidateResult(None, None)
         self.best_state: list[dict[str, torch.Tensor]] | None = None
         self.best_momentum: Momentum = [dict(m) for m in candidate.momentum]
+        self.backend.boundary()  # the candidate's copies and optimizer state: their own graph
 
-    def set_lr(self, step: int) -> None:
-        lr = lr_at(step, self.total_steps, self.base_lr, self.warmup_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def lr_of(self, step: int) -> float:
+        """The scheduled learning rate of step ``step`` (see :func:`.schedule.lr_at`)."""
+        return lr_at(step, self.total_steps, self.base_lr, self.warmup_ratio)
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor, start: int = 0) -> None:
         """One optimizer step on a batch; ``inputs`` is its activation at component
@@ -188,8 +168,9 @@ class CandidateTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if self.settings.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_norm, foreach=True)
+            clip_grad_norm(self.params, self.settings.clip_norm, self.backend.foreach)
         self.optimizer.step()
+        self.backend.boundary()  # the step boundary (XLA runs the step's graph here)
         self.steps += 1
         self.result.examples += labels.shape[0]
 
@@ -208,6 +189,7 @@ class CandidateTrainer:
             self.best_momentum = [momentum_of(self.optimizer, m) for m in self.candidate.trainable]
         done = RoundResult(len(result.rounds), quality, score, snapshot)
         result.rounds.append(done)
+        self.backend.boundary()
         return done
 
     def finish(self) -> tuple[CandidateResult, Momentum]:
@@ -216,16 +198,28 @@ class CandidateTrainer:
         if self.best_state is not None:
             for module, state in zip(self.candidate.trainable, self.best_state, strict=True):
                 module.load_state_dict(state)
+        self.backend.boundary()
         return self.result, self.best_momentum
+
+
+def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float, foreach: bool | None) -> None:
+    """Scale the gradients of ``params`` to a global L2 norm of at most ``max_norm``: torch's
+    ``clip_grad_norm_`` in its two halves (torch-xla replaces ``clip_grad_norm_`` itself
+    with a version that refuses foreach kernels even for CPU tensors)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, 2.0, False, foreach)
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach)
 
 
 # -- validation -----------------------------------------------------------------------------
 
 
-def validation_chunks(images: torch.Tensor, labels: torch.Tensor, size: int) -> Iterator[Batch]:
-    """The validation examples in batches of ``size`` (the last one may be shorter)."""
-    for i in range(0, images.shape[0], size):
-        yield images[i : i + size], labels[i : i + size]
+def validation_chunks(
+    images: torch.Tensor, labels: torch.Tensor, size: int, device: torch.device
+) -> list[Batch]:
+    """The validation examples in batches of ``size`` on ``device``, cut the device's way
+    (eager: views, the last one may be shorter; XLA: one fixed shape, padded, moved once)."""
+    return backend_for(device).chunks(images, labels, size)
 
 
 def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -238,7 +232,6 @@ def accuracy(correct: torch.Tensor, examples: int) -> float:
     return float(correct.item()) / max(1, examples)
 
 
-@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
@@ -246,26 +239,35 @@ def evaluate(
     batch_size: int = 256,
     autocast: torch.dtype | None = None,
 ) -> float:
-    """Top-1 accuracy of ``model`` over the given examples, at ``autocast`` precision."""
+    """Top-1 accuracy of ``model`` over the given examples, at ``autocast`` precision, on
+    the model's device."""
+    backend = backend_for(device_of(model, images.device))
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    with mixed_precision(images.device, autocast):
-        for x, y in validation_chunks(images, labels, batch_size):
+    correct = torch.zeros((), dtype=torch.int64, device=backend.device)
+    backend.boundary()  # the count starts as device data: every chunk runs one graph
+    with backend.inference(), mixed_precision(backend.device, autocast):
+        for x, y in backend.chunks(images, labels, batch_size):
             correct += count_correct(model(x), y)
+            backend.boundary()
     model.train(was_training)
     return accuracy(correct, images.shape[0])
 
 
-@torch.inference_mode()
 def logits_of(
     model: nn.Module,
     images: torch.Tensor,
     batch_size: int = 256,
     autocast: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The model's logits on ``images`` (eval mode, at ``autocast`` precision)."""
+    """The model's logits on ``images`` (eval mode, at ``autocast`` precision), on the
+    model's device."""
+    backend = backend_for(device_of(model, images.device))
     model.eval()
-    with mixed_precision(images.device, autocast):
-        chunks = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-        return torch.cat(chunks)
+    labels = torch.zeros(images.shape[0], dtype=torch.int64, device=images.device)
+    parts = []
+    with backend.inference(), mixed_precision(backend.device, autocast):
+        for x, _ in backend.chunks(images, labels, batch_size):
+            parts.append(model(x))
+            backend.boundary()
+        return backend.gather(parts, images.shape[0])

@@ -16,6 +16,11 @@ per accelerator): torch kernels release the GIL, each candidate touches only its
 and state, and its kernels are the same in any thread, so results do not depend on
 ``workers``. Meanwhile the calling thread draws the next batch and computes its prefixes.
 
+Batches come from the host through the device's feed and validation is cut into chunks once,
+both the device's way (see :mod:`mutask.trainer.training.backend`): on XLA, prefetched onto
+the chip, in fixed shapes, with a step boundary after each candidate's step, each frozen
+prefix layer and each validation chunk, so no graph depends on which candidates share a chip.
+
 :class:`OneByOne` is the reference way (every candidate on its own stream, full forward),
 kept for the benchmark and for the test that asserts both ways give the same bits.
 :func:`train_generation` runs every round of either; a single candidate is a generation of
@@ -34,6 +39,7 @@ from typing import Protocol
 
 import torch
 
+from mutask.trainer.training.backend import backend_for
 from mutask.trainer.training.candidate import (
     Batch,
     Candidate,
@@ -96,11 +102,18 @@ class Lockstep:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        device = candidates[0].device if candidates else validation[0].device
+        self.backend = backend_for(device)
         self.trainers = [CandidateTrainer(c, settings) for c in candidates]
-        self.batches = batches
-        self.validation = validation
+        self.batches = self.backend.feed(batches)
+        self.chunks = validation_chunks(*validation, settings.eval_batch_size, device)
+        self.examples = int(validation[0].shape[0])
         self.settings = settings
-        self.trie = PrefixTrie([c.prefix for c in candidates]) if share_prefixes else None
+        self.trie = (
+            PrefixTrie([c.prefix for c in candidates], self.backend.boundary)
+            if share_prefixes
+            else None
+        )
         self.workers = min(workers, max(1, len(candidates)))
         self.on_step = on_step
         self.should_stop = should_stop
@@ -122,6 +135,7 @@ class Lockstep:
             # on an error or Ctrl-C, queued candidate steps are dropped, running ones end
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
+        self.batches.close()
 
     def train_round(self, active: Sequence[int] | None = None) -> list[float]:
         """One round of ``steps_per_round`` steps of candidates ``active`` (default all),
@@ -133,7 +147,7 @@ class Lockstep:
         self._steps(ks)
         share = (time.perf_counter() - start) / max(1, len(ks))
         correct = self._validate(ks)
-        qualities = [accuracy(c, self.validation[0].shape[0]) for c in correct]  # round end
+        qualities = [accuracy(c, self.examples) for c in correct]  # round end
         for k, quality in zip(ks, qualities, strict=True):
             self.trainers[k].result.train_seconds += share
             self.trainers[k].end_round(quality)
@@ -188,10 +202,10 @@ class Lockstep:
         self, x: torch.Tensor, ks: list[int], inference: bool = False
     ) -> list[torch.Tensor]:
         """Every candidate's input for batch ``x``: its frozen-prefix activation, shared
-        parts computed once (under ``no_grad``, or ``inference_mode`` for validation)."""
+        parts computed once (under ``no_grad``, or the device's inference mode for validation)."""
         if self.trie is None:
             return [x for _ in ks]
-        grad = torch.inference_mode() if inference else torch.no_grad()
+        grad = self.backend.inference() if inference else torch.no_grad()
         with mixed_precision(x.device, self.settings.autocast), grad:
             out = [
                 self.trie.activation(c.prefix, c.prefix_modules(), x)
@@ -202,12 +216,12 @@ class Lockstep:
 
     def _validate(self, ks: list[int]) -> list[torch.Tensor]:
         """Correct predictions of candidates ``ks`` on the validation set (device counts)."""
-        images, labels = self.validation
-        correct = [torch.zeros((), dtype=torch.int64, device=images.device) for _ in ks]
+        correct = [torch.zeros((), dtype=torch.int64, device=self.backend.device) for _ in ks]
+        self.backend.boundary()  # the counts start as device data: every chunk, one graph
         for k in ks:
             self.trainers[k].candidate.model.eval()
         try:
-            for x, y in validation_chunks(images, labels, self.settings.eval_batch_size):
+            for x, y in self.chunks:
                 inputs = self._inputs(x, ks, inference=True)
                 self._map(partial(self._count, ks, inputs, y, correct), len(ks))
         finally:
@@ -225,9 +239,10 @@ class Lockstep:
     ) -> None:
         """Add candidate ``ks[j]``'s correct predictions on one chunk to ``correct[j]``."""
         candidate = self.trainers[ks[j]].candidate
-        with torch.inference_mode(), mixed_precision(labels.device, self.settings.autocast):
+        with self.backend.inference(), mixed_precision(labels.device, self.settings.autocast):
             logits = candidate.forward(inputs[j], self._start(ks[j]))
             correct[j] += count_correct(logits, labels)
+        self.backend.boundary()
 
     def _map(self, fn: Callable[[int], None], n: int) -> None:
         """``fn(j)`` for ``j < n``: in order here, or over the worker threads; every call
@@ -282,7 +297,8 @@ class OneByOne:
         err: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        for alone in self.alone:
+            alone.__exit__(kind, err, tb)
 
     def train_round(self, active: Sequence[int] | None = None) -> list[float]:
         qualities: list[float] = []

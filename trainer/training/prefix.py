@@ -5,6 +5,8 @@ a trie: two paths that start with the same components share that part's activati
 where they diverge later. Only the requested prefixes themselves and the branch points
 between them are kept, for one input (``clear`` drops them). Used by lockstep training (a
 generation's candidates on one batch) and meant for serving (several tasks on one request).
+``after_layer`` is called after each layer computed (the device's step boundary: on XLA
+each frozen layer is then its own graph, whichever prefixes share it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ Layer = Callable[[torch.Tensor], torch.Tensor]
 class PrefixTrie:
     """Caches the activations of the given prefixes and their common parts for one input."""
 
-    def __init__(self, prefixes: Sequence[Prefix]) -> None:
+    def __init__(
+        self, prefixes: Sequence[Prefix], after_layer: Callable[[], None] | None = None
+    ) -> None:
         keep: set[Prefix] = set(prefixes)
         for i, a in enumerate(prefixes):
             for b in prefixes[i + 1 :]:
@@ -29,6 +33,7 @@ class PrefixTrie:
                     n += 1
                 keep.add(a[:n])
         self.keep = keep
+        self.after_layer = after_layer
         self.cache: dict[Prefix, torch.Tensor] = {}
 
     def clear(self) -> None:
@@ -46,6 +51,8 @@ class PrefixTrie:
                 break
         for i in range(start, len(prefix)):
             h = layers[i](h)
+            if self.after_layer is not None:
+                self.after_layer()
             if prefix[: i + 1] in self.keep:
                 self.cache[prefix[: i + 1]] = h
         return h

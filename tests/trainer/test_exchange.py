@@ -1,0 +1,192 @@
+"""iteration/exchange.py: workers sharing each generation through the store, run on CPU.
+
+Two workers (the lead introducing, the other following, each in its own engine and thread,
+one store) must publish exactly what one worker does; every worker trains only its share;
+the lead clears the records once all are done; a failing worker stops the others; a
+restarted attempt reuses the records an earlier one stored. On XLA the same runs one worker
+per chip (tests/xla).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainer_testutil import one_torch_thread
+
+from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.iteration.bootstrap import bootstrap_root
+from mutask.trainer.iteration.engine import Engine
+from mutask.trainer.iteration.exchange import ExchangeAborted, Worker, aborting_others
+from mutask.trainer.iteration.generation import GenerationTraining
+from mutask.trainer.runtime.device import select_device
+from mutask.trainer.store.gc import referenced_blobs
+from mutask.trainer.store.system_store import SystemStore
+from mutask.trainer.training import Interrupted
+
+BUDGET = BudgetConfig(
+    generations=2,
+    candidates=3,
+    validation_rounds=1,
+    steps_per_round=3,
+    batch_size=32,
+    max_validation_examples=128,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Any:
+    with one_torch_thread():
+        yield
+
+
+def _cfg(store: Path) -> IntroduceConfig:
+    return IntroduceConfig(
+        task="low",
+        dataset=DatasetConfig(source="digits", labels=[0, 1, 2, 3, 4]),
+        store=str(store),
+        budget=BUDGET,
+        search=SearchConfig(size_scale=0.9),
+        device="cpu",
+    )
+
+
+def _engine(store: Path, worker: Worker | None = None, **kw: Any) -> Engine:
+    return Engine(
+        SystemStore.open(str(store)),
+        select_device("cpu"),
+        progress_bars=False,
+        log=lambda _m: None,
+        worker=worker,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("exchange") / "root"
+    cfg = IntroduceConfig(
+        task="digits",
+        dataset=DatasetConfig(source="digits"),
+        store=str(store),
+        budget=BudgetConfig(generations=1, validation_rounds=1, steps_per_round=10),
+    )
+    with one_torch_thread():
+        bootstrap_root(_engine(store), cfg)
+    return store
+
+
+def _copy(root: Path, where: Path) -> Path:
+    shutil.copytree(root, where)
+    return where
+
+
+def _published(store: Path) -> dict[str, Any]:
+    found = SystemStore.open(str(store)).read_manifest("low")
+    assert found is not None
+    m = found[0]
+    hashes = {cid: c["param_hash"] for cid, c in m["components"].items()}
+    return {"path": m["path"], "hashes": hashes, "score": m["score"], "test": m["test_accuracy"]}
+
+
+def _shared_run(
+    store: Path, attempt: str, **follower_kw: Any
+) -> tuple[Any, BaseException | None, dict[int, int]]:
+    """The lead and one follower of ``attempt`` on ``store``: the lead's outcome, the
+    follower's error (if any) and how many candidates each worker trained."""
+    errors: list[BaseException] = []
+    trained: dict[int, int] = {}
+    inner = GenerationTraining.train
+
+    def follow() -> None:
+        try:
+            engine = _engine(store, Worker(1, 2), attempt=attempt, **follower_kw)
+            with aborting_others(engine.store, "low", attempt, Worker(1, 2)):
+                engine.follow(_cfg(store))
+        except BaseException as err:
+            errors.append(err)
+
+    def counting(self: GenerationTraining, offspring: Any) -> Any:
+        out = inner(self, offspring)
+        assert self.exchange is not None
+        trained[self.exchange.worker.rank] = self.trained
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(GenerationTraining, "train", counting)
+        thread = threading.Thread(target=follow)
+        thread.start()
+        try:
+            outcome = _engine(store, Worker(0, 2), attempt=attempt).introduce(_cfg(store))
+        finally:
+            thread.join()
+    return outcome, errors[0] if errors else None, trained
+
+
+def test_two_workers_publish_exactly_what_one_does_and_leave_no_records(
+    root: Path, tmp_path: Path
+) -> None:
+    one = _copy(root, tmp_path / "one")
+    alone = _engine(one).introduce(_cfg(one))
+    two = _copy(root, tmp_path / "two")
+    shared, error, trained = _shared_run(two, "a")
+    assert error is None
+    assert _published(two) == _published(one)
+    assert shared.best.id == alone.best.id and all(v.ok for v in shared.verifications)
+    # 3 candidates per generation: the lead trains 0 and 2, the follower 1, twice
+    assert trained == {0: 4, 1: 2}
+    assert not list((two / "tasks" / "low").glob("exchange/**/*.json"))
+
+
+def test_a_failing_worker_stops_the_others(root: Path, tmp_path: Path) -> None:
+    store = _copy(root, tmp_path / "store")
+
+    def boom() -> bool:
+        raise RuntimeError("chip lost")
+
+    with pytest.raises(ExchangeAborted, match="worker 1 failed: RuntimeError: chip lost"):
+        _shared_run(store, "a", should_stop=boom)
+
+
+def test_a_restarted_attempt_reuses_the_records_of_an_earlier_one(
+    root: Path, tmp_path: Path
+) -> None:
+    store = _copy(root, tmp_path / "store")
+    records = store / "tasks" / "low" / "exchange"
+
+    def stored_its_share() -> bool:  # the follower is stopped once its record is stored
+        return any(records.glob("*/g0/c1.json"))
+
+    follower = _engine(store, Worker(1, 2), attempt="a", should_stop=stored_its_share)
+    with pytest.raises(Interrupted):
+        follower.follow(_cfg(store))
+    (kept,) = records.glob("*/g0/c1.json")
+    blobs = set(json.loads(kept.read_text())["components"].values())
+    assert blobs and blobs <= referenced_blobs(SystemStore.open(str(store)))[0], "GC keeps them"
+    _, error, trained = _shared_run(store, "b")
+    assert error is None
+    assert trained[1] == 1, "the follower re-trained only generation 1's share"
+    fresh = _copy(root, tmp_path / "fresh")
+    _engine(fresh).introduce(_cfg(fresh))
+    assert _published(store) == _published(fresh)
+
+
+def test_workers_share_candidates_round_robin_and_ranks_are_checked() -> None:
+    assert [Worker(r, 3).share(7) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert Worker().lead and not Worker(1, 2).lead
+    with pytest.raises(ValueError, match=r"worker rank 2 is not in 0\.\.1"):
+        Worker(2, 2)
+
+
+def test_a_run_on_chips_reports_its_most_telling_worker_exit_code() -> None:
+    from mutask.trainer.chips import merged_exit_code
+
+    assert merged_exit_code([0, 0, 0, 0]) == 0
+    assert merged_exit_code([75, 1]) == 75  # preempted: the others stopped with it
+    assert merged_exit_code([1, 3]) == 3  # fenced
+    assert merged_exit_code([0, 75, 2]) == 2  # bad input: retrying cannot help
+    assert merged_exit_code([]) == 1  # no worker left a code: one died
