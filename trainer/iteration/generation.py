@@ -109,6 +109,13 @@ class GenerationTraining:
         if self.exchange is not None:
             done = self.exchange.stored(gen, plans)
             ks = [k for k in self.exchange.worker.share(len(plans)) if k not in done]
+            if done:  # a restarted attempt: what an earlier one stored is not trained again
+                w = self.exchange.worker
+                self.progress.log(
+                    f"task {cfg.task}: generation {gen + 1}: {len(done)} of {len(plans)} "
+                    f"candidates stored by an earlier attempt; worker {w.rank + 1}/{w.count} "
+                    f"trains {ks or 'none'} of its share"
+                )
         self.bar = bar = self.progress.bar(
             len(ks) * steps,
             f"{cfg.task} it{it.iteration} gen {gen + 1}/{budget.generations}",
