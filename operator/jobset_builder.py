@@ -6,8 +6,9 @@ where it stands among the hosts (``contract.ENV_HOST_INDEX`` from its completion
 ``ENV_HOSTS``, and ``ENV_ATTEMPT``: the JobSet's uid and restart attempt, the same on every host
 of one start of the set). JobSet adds the headless Service (pods resolve as
 ``<jobset>-host-0-<index>.<jobset>``; the lead's address is in the
-``jobset.sigs.k8s.io/coordinator`` annotation) and exclusive placement: the set takes a node
-pool (a TPU slice is one pool) to itself.
+``jobset.sigs.k8s.io/coordinator`` annotation) and, on TPU and GPU, exclusive placement: the
+set takes a node pool (a TPU slice is one pool) to itself. CPU nodes (``cpu.nodes``) are shared
+with other work, so a CPU set is placed like any pods.
 
 Failures, as for the single-host Job, but for the whole set: bad input (exit 2) and fencing
 (exit 3) fail the JobSet at once; a preemption (exit 75, or a pod with the DisruptionTarget
@@ -106,6 +107,7 @@ def build_jobset(
     """The trainer JobSet of a multi-host ``intro`` (``hosts`` > 1)."""
     job = build_job(system, intro, settings)
     name = jobset_name(intro.ref.name)
+    exclusive = {} if system.accelerator_of(intro).type == "cpu" else {EXCLUSIVE: NODE_POOL}
     template = job["spec"]["template"]
     (container,) = template["spec"]["containers"]
     container["env"] = [*container["env"], *host_env(hosts)]
@@ -125,7 +127,7 @@ def build_jobset(
             "name": name,
             "namespace": meta["namespace"],
             "labels": meta["labels"],  # with Kueue's queue-name label when queued
-            "annotations": {**meta["annotations"], EXCLUSIVE: NODE_POOL},
+            "annotations": {**meta["annotations"], **exclusive},
             "ownerReferences": meta["ownerReferences"],
         },
         "spec": {

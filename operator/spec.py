@@ -89,6 +89,7 @@ class Accelerator:
     """``spec.accelerator``: the hardware of a trainer pod."""
 
     type: str = "cpu"
+    cpu_nodes: int = 1
     gpu_type: str | None = None
     gpu_count: int = 1
     gpu_nodes: int = 1
@@ -98,21 +99,24 @@ class Accelerator:
     spot: bool = False
 
     def hosts(self, field: str = "spec.accelerator") -> int:
-        """Pods (hosts) one trainer run spans: a TPU slice's hosts, ``gpu.nodes``, else 1.
+        """Pods (hosts) one trainer run spans: a TPU slice's hosts, ``gpu.nodes``, ``cpu.nodes``.
 
         Raises :class:`~mutask.operator.topology.TopologyError` for a TPU shape GKE does not
         offer (``field``: the block's path, for the message)."""
         if self.type == "gpu":
             return self.gpu_nodes
+        if self.type == "cpu":
+            return self.cpu_nodes
         if self.type == "tpu" and self.tpu_accelerator and self.tpu_topology:
             return tpu_hosts(self.tpu_accelerator, self.tpu_topology, self.tpu_chips, field)
         return 1
 
 
 def parse_accelerator(block: Mapping[str, Any]) -> Accelerator:
-    gpu, tpu = _sub(block, "gpu"), _sub(block, "tpu")
+    cpu, gpu, tpu = _sub(block, "cpu"), _sub(block, "gpu"), _sub(block, "tpu")
     return Accelerator(
         type=str(block.get("type") or "cpu"),
+        cpu_nodes=int(cpu.get("nodes", 1)),
         gpu_type=str(gpu["type"]) if gpu.get("type") else None,
         gpu_count=int(gpu.get("count", 1)),
         gpu_nodes=int(gpu.get("nodes", 1)),

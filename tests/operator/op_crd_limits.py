@@ -23,6 +23,10 @@ def tpu(topology: str, chips: int, accelerator: str = "tpu-v5-lite-podslice") ->
     return {"type": "tpu", "tpu": block}
 
 
+def cpu_nodes(nodes: int) -> dict[str, Any]:
+    return {"type": "cpu", "cpu": {"nodes": nodes}}
+
+
 def gpu_nodes(nodes: int) -> dict[str, Any]:
     return {"type": "gpu", "gpu": {"type": "nvidia-l4", "count": 1, "nodes": nodes}}
 
@@ -57,6 +61,13 @@ LIMIT_TI: list[tuple[str, dict[str, Any], str]] = [
     ("tpu-v4-3x3x3", {"accelerator": tpu("3x3x3", 4, "tpu-v4-podslice")}, NOT_OFFERED),
     ("tpu-unknown-4x4", {"accelerator": tpu("4x4", 4, "tpu-v9-future")}, SINGLE_HOST),
     ("gpu-nodes-0", {"accelerator": gpu_nodes(0)}, "accelerator.gpu.nodes"),
+    ("cpu-nodes-0", {"accelerator": cpu_nodes(0)}, "accelerator.cpu.nodes"),
+    ("cpu-nodes-65", {"accelerator": cpu_nodes(65)}, "accelerator.cpu.nodes"),
+    (
+        "cpu-block-on-gpu",
+        {"accelerator": {**gpu_nodes(2), "cpu": {"nodes": 2}}},
+        "spec.accelerator.cpu is only allowed when spec.accelerator.type is cpu",
+    ),
     ("gpu-nodes-65", {"accelerator": gpu_nodes(65)}, "accelerator.gpu.nodes"),
     ("labels-empty", ds(labels=[]), "dataset.labels"),
     ("labels-one-class", ds(labels=[3]), "dataset.labels"),
@@ -180,6 +191,7 @@ GOOD_TI: list[tuple[str, dict[str, Any]]] = [
     ("tpu-v4-2x4x4", {"accelerator": tpu("2x4x4", 4, "tpu-v4-podslice")}),
     ("tpu-unknown-single-host", {"accelerator": tpu("2x2x1", 4, "tpu-v5-lite-device")}),
     ("gpu-two-nodes", {"accelerator": gpu_nodes(2)}),
+    ("cpu-three-nodes", {"accelerator": cpu_nodes(3)}),
     ("gpu-64-nodes", {"accelerator": gpu_nodes(64)}),
     ("labels-two", ds(labels=[0, 9])),
     ("labels-any-order", ds(labels=[7, 2, 5])),

@@ -83,6 +83,13 @@ def test_one_indexed_pod_per_tpu_host() -> None:
     )
 
 
+def test_cpu_nodes_share_their_pool() -> None:
+    js = build({"type": "cpu", "cpu": {"nodes": 2}}, 2)
+    assert host_job(js)["completions"] == 2
+    assert "alpha.jobset.sigs.k8s.io/exclusive-topology" not in js["metadata"]["annotations"]
+    assert "nodeSelector" not in host_job(js)["template"]["spec"]
+
+
 def test_gpu_nodes() -> None:
     job = host_job(build(L4_X3, 3))
     assert job["completions"] == 3

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from op_crd_limits import gpu_nodes, ti, tpu
+from op_crd_limits import cpu_nodes, gpu_nodes, ti, tpu
 from op_crdtools import cel_errors
 from op_samples import load_crd
 
@@ -83,6 +83,8 @@ def test_hosts(accelerator: str, topology: str, chips: int, hosts: int) -> None:
 
 def test_gpu_nodes_and_cpu_hosts() -> None:
     assert parse_accelerator(gpu_nodes(3)).hosts() == 3
+    assert parse_accelerator(cpu_nodes(2)).hosts() == 2
+    assert parse_accelerator({"type": "cpu"}).hosts() == 1
     assert parse_accelerator({"type": "gpu", "gpu": {"type": "nvidia-l4"}}).hosts() == 1
     assert Accelerator().hosts() == 1
 
