@@ -67,3 +67,11 @@ def test_quality_suite_quick(tmp_path: Path) -> None:
         ["benchmarks/quality.py", "--from-results", str(tmp_path / "quality_results.json")],
     )
     assert "| mutask s=1 |" in tables and "Per task, mean over seeds" in tables
+
+
+def test_multihost_benchmark_smoke() -> None:
+    out = _run(
+        ["benchmarks/multihost.py", "--generations", "1", "--candidates", "2", "--steps", "2"]
+    )
+    assert "same published result (bit-identical parameters): True" in out
+    assert out.strip().splitlines()[-1].startswith("candidates/hour ratio (2 hosts / 1): ")
