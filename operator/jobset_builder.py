@@ -144,8 +144,10 @@ def build_jobset(
                     "template": {
                         "metadata": {
                             "labels": dict(template["metadata"]["labels"]),
-                            "annotations": {api.ANNOTATION_TASK: intro.task}
-                            | {api.LABEL_INTRODUCTION: intro.ref.name},
+                            "annotations": {
+                                api.ANNOTATION_TASK: intro.task,
+                                api.LABEL_INTRODUCTION: intro.ref.name,
+                            },
                         },
                         "spec": host_job,
                     },

@@ -103,11 +103,9 @@ def admission(intro: IntroductionSpec, world: Observed) -> tuple[bool, str]:
 
 def hosts_of(intro: IntroductionSpec, system: SystemSpec) -> int:
     """Hosts of the introduction's accelerator (raises TopologyError naming the field)."""
-    where = (
-        "spec.accelerator"
-        if intro.accelerator
-        else (f"MultitaskSystem {system.ref.name} spec.defaults.accelerator")
-    )
+    where = "spec.accelerator"
+    if intro.accelerator is None:  # the system's default
+        where = f"MultitaskSystem {system.ref.name} spec.defaults.accelerator"
     return system.accelerator_of(intro).hosts(where)
 
 

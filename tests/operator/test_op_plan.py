@@ -545,3 +545,12 @@ def test_no_forgetting_progress_becomes_a_condition() -> None:
     conditions = {c["type"]: c for c in plan(row).status["conditions"]}
     assert conditions[api.NO_FORGETTING]["status"] == "False"
     assert conditions[api.NO_FORGETTING]["reason"] == "ForgettingDetected"
+
+
+def test_a_bad_default_slice_names_the_systems_field() -> None:
+    bad = {"type": "tpu", "tpu": {**V5E_4X4["tpu"], "topology": "4x4", "chips": 8}}
+    system = merged(SYSTEM, defaults={**SYSTEM["spec"]["defaults"], "accelerator": bad})
+    world = Observed(status={}, now=NOW, system=parse_system(system), system_status=READY)
+    p = plan_introduction(parse_introduction(INTRO), world, S)
+    assert p.state == api.FAILED
+    assert "MultitaskSystem vision spec.defaults.accelerator.tpu.chips must be 4" in p.message
