@@ -24,11 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from mutask import contract
-from mutask.operator import api
 from mutask.operator.job_builder import build_job
-from mutask.operator.objects import child_name
+from mutask.operator.objects import child_name, job_name
 from mutask.operator.settings import Settings
 from mutask.operator.spec import IntroductionSpec, SystemSpec
+from mutask.operator.topology import TopologyError
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
 KIND = "JobSet"
@@ -48,6 +48,26 @@ def jobset_name(introduction_name: str) -> str:
     """The JobSet of an introduction: ``mti-<name>`` (hashed when long), short enough that
     JobSet's longest pod name ``<name>-host-0-<index>-xxxxx`` stays a DNS label."""
     return child_name("mti", introduction_name, limit=45)
+
+
+def hosts_of(intro: IntroductionSpec, system: SystemSpec) -> int:
+    """Hosts of the introduction's accelerator (raises TopologyError naming the field)."""
+    where = "spec.accelerator"
+    if intro.accelerator is None:  # the system's default
+        where = f"MultitaskSystem {system.ref.name} spec.defaults.accelerator"
+    return system.accelerator_of(intro).hosts(where)
+
+
+def workload_name(intro: IntroductionSpec, system: SystemSpec | None) -> tuple[str, str]:
+    """(kind, name) of the introduction's trainer workload: a Job, or a JobSet for several
+    hosts (a shape the operator refuses counts as one host: no JobSet is made for it)."""
+    try:
+        hosts = hosts_of(intro, system) if system is not None else 1
+    except TopologyError:
+        hosts = 1
+    if hosts > 1:
+        return KIND, jobset_name(intro.ref.name)
+    return "Job", job_name(intro.ref.name)
 
 
 def host_pod_failure_policy() -> dict[str, Any]:
@@ -102,10 +122,16 @@ def host_env(hosts: int) -> list[dict[str, Any]]:
 
 
 def build_jobset(
-    system: SystemSpec, intro: IntroductionSpec, settings: Settings, hosts: int
+    system: SystemSpec,
+    intro: IntroductionSpec,
+    settings: Settings,
+    hosts: int,
+    *,
+    bootstrap_root: bool = False,
 ) -> dict[str, Any]:
-    """The trainer JobSet of a multi-host ``intro`` (``hosts`` > 1)."""
-    job = build_job(system, intro, settings)
+    """The trainer JobSet of a multi-host ``intro`` (``hosts`` > 1), or of the system's root
+    bootstrap on a multi-host default accelerator (owned by the system, as its Job would be)."""
+    job = build_job(system, intro, settings, bootstrap_root=bootstrap_root)
     name = jobset_name(intro.ref.name)
     exclusive = {} if system.accelerator_of(intro).type == "cpu" else {EXCLUSIVE: NODE_POOL}
     template = job["spec"]["template"]
@@ -144,10 +170,7 @@ def build_jobset(
                     "template": {
                         "metadata": {
                             "labels": dict(template["metadata"]["labels"]),
-                            "annotations": {
-                                api.ANNOTATION_TASK: intro.task,
-                                api.LABEL_INTRODUCTION: intro.ref.name,
-                            },
+                            "annotations": dict(meta["annotations"]),
                         },
                         "spec": host_job,
                     },

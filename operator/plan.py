@@ -52,8 +52,8 @@ from mutask.operator.conditions import (
 )
 from mutask.operator.config_builder import build_configmap
 from mutask.operator.job_builder import build_job
-from mutask.operator.jobset_builder import build_jobset, jobset_name
-from mutask.operator.objects import job_name, meta, spec
+from mutask.operator.jobset_builder import build_jobset, hosts_of, workload_name
+from mutask.operator.objects import meta, spec
 from mutask.operator.settings import Settings
 from mutask.operator.spec import IntroductionSpec, SystemSpec
 from mutask.operator.topology import TopologyError
@@ -99,26 +99,6 @@ def admission(intro: IntroductionSpec, world: Observed) -> tuple[bool, str]:
         return False, f"waiting for MultitaskSystem {intro.system} to be Ready ({why})"
     limit = 1 if (world.system_status or {}).get("storeEmpty") else system.max_concurrent
     return admit(peer_of(intro, world.status), world.peers, limit)
-
-
-def hosts_of(intro: IntroductionSpec, system: SystemSpec) -> int:
-    """Hosts of the introduction's accelerator (raises TopologyError naming the field)."""
-    where = "spec.accelerator"
-    if intro.accelerator is None:  # the system's default
-        where = f"MultitaskSystem {system.ref.name} spec.defaults.accelerator"
-    return system.accelerator_of(intro).hosts(where)
-
-
-def workload_name(intro: IntroductionSpec, system: SystemSpec | None) -> tuple[str, str]:
-    """(kind, name) of the introduction's trainer workload: a Job, or a JobSet for several
-    hosts (a shape the operator refuses counts as one host: no JobSet is made for it)."""
-    try:
-        hosts = hosts_of(intro, system) if system is not None else 1
-    except TopologyError:
-        hosts = 1
-    if hosts > 1:
-        return "JobSet", jobset_name(intro.ref.name)
-    return "Job", job_name(intro.ref.name)
 
 
 def converge(

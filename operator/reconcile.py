@@ -19,7 +19,7 @@ from mutask.operator.actions import Claim, Plan
 from mutask.operator.apply import apply
 from mutask.operator.conditions import current_state, job_condition
 from mutask.operator.context import Context, Indexes
-from mutask.operator.jobset_builder import REPLICATED_JOB
+from mutask.operator.jobset_builder import REPLICATED_JOB, workload_name
 from mutask.operator.kube import (
     JOBSET_GROUP_VERSION,
     core_path,
@@ -28,8 +28,8 @@ from mutask.operator.kube import (
     path_of,
     ti_path,
 )
-from mutask.operator.objects import job_name, meta, status
-from mutask.operator.plan import Observed, plan_introduction, workload_name
+from mutask.operator.objects import meta, status
+from mutask.operator.plan import Observed, plan_introduction
 from mutask.operator.spec import (
     IntroductionSpec,
     SystemSpec,
@@ -109,9 +109,10 @@ def reconcile_system(ctx: Context, idx: Indexes, namespace: str, name: str) -> P
             status=status(body),
             now=ctx.clock(),
             storage=observe_storage(ctx, system),
-            bootstrap_job=observe_bootstrap_job(ctx, system),
             peers=tuple(idx.peers(namespace, name)),
         )
+        boot, jobset_api = observe_bootstrap_job(ctx, system)
+        world = replace(world, bootstrap_job=boot, jobset_api=jobset_api)
         plan = plan_system(system, world, ctx.settings)
         return plan if apply(ctx.kube, plan) else None
 
@@ -127,8 +128,11 @@ def observe_storage(ctx: Context, system: SystemSpec) -> ProbeResult | ClaimSeen
     return ctx.prober(system.storage_uri)
 
 
-def observe_bootstrap_job(ctx: Context, system: SystemSpec) -> dict[str, Any] | None:
+def observe_bootstrap_job(ctx: Context, system: SystemSpec) -> tuple[dict[str, Any] | None, bool]:
+    """The root bootstrap's Job (or JobSet, on a multi-host default accelerator), and whether
+    JobSets are served when it needs one that does not exist yet."""
     if system.bootstrap is None:
-        return None
-    name = job_name(bootstrap_introduction(system).ref.name)
-    return ctx.kube.get(job_path(system.ref.namespace, name))
+        return None, True
+    kind, name = workload_name(bootstrap_introduction(system), system)
+    job = ctx.kube.get(path_of(kind, system.ref.namespace, name))
+    return job, kind != "JobSet" or job is not None or ctx.kube.serves(JOBSET_GROUP_VERSION)

@@ -20,7 +20,7 @@ from mutask.operator.jobset_builder import (
     jobset_name,
 )
 from mutask.operator.settings import Settings
-from mutask.operator.spec import parse_introduction, parse_system
+from mutask.operator.spec import bootstrap_introduction, parse_introduction, parse_system
 
 S = Settings()
 V5E_4X4 = {
@@ -186,3 +186,16 @@ def test_long_names_keep_jobset_pod_names_dns_labels() -> None:
     longest_pod = f"{js_name}-host-0-1535-abcde"  # JobSet's own check (v5p 16x16x24)
     assert len(longest_pod) <= 63 and js_name.startswith("mti-")
     assert jobset_name("digits-1") == "mti-digits-1"
+
+
+def test_a_multi_host_root_bootstrap_belongs_to_the_system() -> None:
+    defaults = {**SYSTEM["spec"]["defaults"], "accelerator": V5E_4X4}
+    boot = {"task": "digits", "dataset": {"uri": "digits"}}
+    system = parse_system(merged(SYSTEM, defaults=defaults, rootModel={"bootstrap": boot}))
+    js = build_jobset(system, bootstrap_introduction(system), S, 4, bootstrap_root=True)
+    (owner,) = js["metadata"]["ownerReferences"]
+    assert owner["kind"] == contract.MTS_KIND
+    assert contract.ENV_INTRODUCTION not in env(js)
+    assert contract.ENV_HOSTS in env(js)
+    for meta in (js["metadata"], js["spec"]["replicatedJobs"][0]["template"]["metadata"]):
+        assert api.LABEL_INTRODUCTION not in meta["annotations"]
