@@ -5,7 +5,8 @@
 #   etcd                                                               (go.etcd.io/etcd/server/v3)
 #   kwok, kwokctl                                                      (sigs.k8s.io/kwok)
 #   kueue                                                              (sigs.k8s.io/kueue)
-# Extra controllers (Kueue today, JobSet next) are one `build_controller` line plus one
+#   jobset                                                             (sigs.k8s.io/jobset)
+# Extra controllers (Kueue, JobSet) are one `build_controller` line plus one
 # `share_manifests` line each (binary, then its CRDs and webhook configurations).
 #
 # Usage: bash .ci/controlplane.sh [build|bin-dir|share-dir|versions]
@@ -26,9 +27,10 @@ KUBE_VERSION="${MUTASK_KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${MUTASK_ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${MUTASK_KWOK_VERSION:-v0.8.0}"
 KUEUE_VERSION="${MUTASK_KUEUE_VERSION:-v0.17.0}"
+JOBSET_VERSION="${MUTASK_JOBSET_VERSION:-v0.11.0}"
 
 CACHE="${MUTASK_CACHE_DIR:-$HOME/.cache/mutask}/controlplane"
-BIN="$CACHE/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kueue-$KUEUE_VERSION/bin"
+BIN="$CACHE/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kueue-$KUEUE_VERSION-jobset-$JOBSET_VERSION/bin"
 
 log() { printf 'controlplane: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -105,8 +107,9 @@ build_controller() {
 }
 
 # share_manifests NAME MODULE VERSION: keep a copy of a kubebuilder-style controller's CRDs and
-# webhook configurations (config/components/{crd,webhook}) next to the binaries, for the tests
-# that install and run it (tests/cluster/controllers.py).
+# webhook configurations (config/components/{crd,webhook}, with the webhook kustomization's
+# JSON patches when it has some, e.g. JobSet's pod webhooks' objectSelector) next to the
+# binaries, for the tests that install and run it (tests/cluster/controllers.py).
 share_manifests() {
   local name="$1" module="$2" version="$3" share="$BIN/../share/$1" dir
   [[ -f "$share/webhook/manifests.yaml" ]] && return
@@ -117,6 +120,11 @@ share_manifests() {
   cp "$dir"/config/components/crd/bases/*.yaml "$share.tmp/crd/"
   cp "$dir/config/components/crd/kustomization.yaml" "$share.tmp/crd/kustomization.yaml"
   cp "$dir/config/components/webhook/manifests.yaml" "$share.tmp/webhook/manifests.yaml"
+  if [[ -d "$dir/config/components/webhook/patches" ]]; then
+    mkdir -p "$share.tmp/webhook/patches"
+    cp "$dir"/config/components/webhook/patches/*.yaml "$share.tmp/webhook/patches/"
+    cp "$dir/config/components/webhook/kustomization.yaml" "$share.tmp/webhook/"
+  fi
   chmod -R u+w "$share.tmp" && rm -rf "$share" && mv "$share.tmp" "$share"
 }
 
@@ -128,11 +136,13 @@ build_all() {
   build_kubernetes
   build_controller kueue sigs.k8s.io/kueue "$KUEUE_VERSION" sigs.k8s.io/kueue/cmd/kueue
   share_manifests kueue sigs.k8s.io/kueue "$KUEUE_VERSION"
-  # JobSet (multi-host) is the same two lines: its main package is the module root, and the
-  # proxy serves sigs.k8s.io/jobset v0.11.0 by exact version (it refuses the version list):
-  #   build_controller jobset sigs.k8s.io/jobset v0.11.0 sigs.k8s.io/jobset
-  #   share_manifests jobset sigs.k8s.io/jobset v0.11.0
+  # JobSet's main package is the module root (the binary is named "jobset"); the proxy serves
+  # it by exact version. Its version package gets the tag, as its release images do.
+  build_controller jobset sigs.k8s.io/jobset "$JOBSET_VERSION" sigs.k8s.io/jobset \
+    "-X sigs.k8s.io/jobset/pkg/version.GitVersion=$JOBSET_VERSION"
+  share_manifests jobset sigs.k8s.io/jobset "$JOBSET_VERSION"
   have etcd kwok kwokctl kube-apiserver kube-controller-manager kube-scheduler kubectl kueue \
+    jobset \
     || die "some binaries are missing from $BIN"
   "$BIN/kube-apiserver" --version >&2
   echo "$BIN"
@@ -143,8 +153,8 @@ case "${1:-build}" in
   bin-dir) echo "$BIN" ;;
   share-dir) echo "$(dirname "$BIN")/share" ;;
   versions)
-    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nKUEUE_VERSION=%s\n' \
-      "$KUBE_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$KUEUE_VERSION"
+    printf 'KUBE_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nKUEUE_VERSION=%s\nJOBSET_VERSION=%s\n' \
+      "$KUBE_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$KUEUE_VERSION" "$JOBSET_VERSION"
     ;;
   *) die "unknown command: $1 (build | bin-dir | share-dir | versions)" ;;
 esac

@@ -31,6 +31,10 @@ METRICS_PORT: Final = 9090
 ENV_INTRODUCTION: Final = "MUTASK_TASKINTRODUCTION"  # namespace/name whose status to patch
 ENV_CPU_REQUEST: Final = "MUTASK_TRAINER_CPUS"  # the container's CPU request, whole CPUs
 ENV_XLA_CACHE: Final = "MUTASK_XLA_CACHE"  # a folder for XLA's persistent compilation cache
+# A multi-host run (a JobSet: one pod per TPU host or GPU node). Unset: a single host.
+ENV_HOST_INDEX: Final = "MUTASK_HOST_INDEX"  # this pod's host, 0..hosts-1 (its completion index)
+ENV_HOSTS: Final = "MUTASK_HOSTS"  # the hosts of the run (the Job's completions)
+ENV_ATTEMPT: Final = "MUTASK_ATTEMPT"  # one start of the whole set, the same on every host
 
 
 class ExitCode(IntEnum):

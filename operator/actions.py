@@ -35,19 +35,21 @@ class Create:
 
 @dataclass(frozen=True)
 class SuspendJob:
-    """Set a Job's ``spec.suspend``."""
+    """Set a Job's (or JobSet's) ``spec.suspend``."""
 
     namespace: str
     name: str
     suspend: bool
+    kind: str = "Job"
 
 
 @dataclass(frozen=True)
 class DeleteJob:
-    """Delete a Job and, first, its pods (foreground: the trainer gets SIGTERM)."""
+    """Delete a Job (or JobSet) and, first, its pods (foreground: the trainer gets SIGTERM)."""
 
     namespace: str
     name: str
+    kind: str = "Job"
 
 
 @dataclass(frozen=True)

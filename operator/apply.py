@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mutask.operator import metrics
 from mutask.operator.actions import Count, Create, DeleteJob, Event, Plan, SuspendJob
-from mutask.operator.kube import Kube, job_path, path_of
+from mutask.operator.kube import Kube, path_of
 
 
 def apply(kube: Kube, plan: Plan) -> bool:
@@ -20,16 +20,16 @@ def apply(kube: Kube, plan: Plan) -> bool:
             body = action.body
             kind, ns = str(body["kind"]), str(body["metadata"]["namespace"])
             _, created = kube.create(path_of(kind, ns), body)
-            if created and kind == "Job":
+            if created and kind in ("Job", "JobSet"):
                 metrics.COUNTERS["jobs_launched"].inc()
             if created and action.on_created is not None:
                 announce(kube, action.on_created)
         elif isinstance(action, SuspendJob):
-            kube.merge_patch(
-                job_path(action.namespace, action.name), {"spec": {"suspend": action.suspend}}
-            )
+            path = path_of(action.kind, action.namespace, action.name)
+            kube.merge_patch(path, {"spec": {"suspend": action.suspend}})
         elif isinstance(action, DeleteJob):
-            kube.delete(job_path(action.namespace, action.name), propagation="Foreground")
+            path = path_of(action.kind, action.namespace, action.name)
+            kube.delete(path, propagation="Foreground")
     if plan.status:
         target = plan.target
         path = path_of(target.kind, target.namespace, target.name)

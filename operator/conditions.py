@@ -92,7 +92,9 @@ def job_condition(job: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | Non
 
 
 def job_state(job: Mapping[str, Any], *, kueue: bool) -> tuple[str, str]:
-    """(state, message) of an introduction from its Job (the Job is the source of truth)."""
+    """(state, message) of an introduction from its Job or JobSet (the source of truth)."""
+    if job.get("kind") == "JobSet":
+        return jobset_state(job, kueue=kueue)
     done = job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet")
     if done:
         return api.SUCCEEDED, "the trainer Job completed"
@@ -109,6 +111,38 @@ def job_state(job: Mapping[str, Any], *, kueue: bool) -> tuple[str, str]:
         ready = int(st.get("ready") or 0)
         return api.RUNNING, f"trainer pod running ({ready} ready)"
     return api.ACCEPTED, "trainer Job created; waiting for its pod"
+
+
+def jobset_state(jobset: Mapping[str, Any], *, kueue: bool) -> tuple[str, str]:
+    """(state, message) of a multi-host introduction from its JobSet."""
+    st = status(jobset)
+    restarts = int(st.get("restarts") or 0)
+    again = f"; the set restarted {restarts} time(s)" if restarts else ""
+    if job_condition(jobset, "Completed"):
+        return api.SUCCEEDED, f"the trainer JobSet completed{again}"
+    failed = job_condition(jobset, "Failed")
+    if failed:
+        why = failed.get("reason") or "Failed"
+        detail = f": {failed['message']}" if failed.get("message") else ""
+        return api.FAILED, f"the trainer JobSet failed ({why}){detail}{again}"
+    if spec(jobset).get("suspend"):
+        if kueue:
+            return api.QUEUED, "waiting for Kueue to admit the JobSet"
+        return api.SUSPENDED, "the trainer JobSet is suspended"
+    jobs = st.get("replicatedJobsStatus") or []
+    if any(int(j.get("active") or 0) or int(j.get("ready") or 0) for j in jobs):
+        hosts = sum(int(j.get("ready") or 0) for j in jobs)
+        ready = "all hosts ready" if hosts else "waiting for every host"
+        return api.RUNNING, f"trainer pods running ({ready}{again})"
+    return api.ACCEPTED, f"trainer JobSet created; waiting for its pods{again}"
+
+
+def workload_ready(job: Mapping[str, Any]) -> int:
+    """Ready pods of a Job; ready Jobs (every host's pod ready) of a JobSet."""
+    st = status(job)
+    if job.get("kind") == "JobSet":
+        return sum(int(j.get("ready") or 0) for j in st.get("replicatedJobsStatus") or [])
+    return int(st.get("ready") or 0)
 
 
 def generation_progress(progress: Mapping[str, Any]) -> str | None:

@@ -60,6 +60,7 @@ OPERATOR_SET: Mapping[str, str] = {
 OPERATOR_ONLY: Mapping[str, tuple[str, ...]] = {
     TI: (
         "spec.systemRef",
+        "spec.accelerator.cpu",
         "spec.accelerator.gpu",
         "spec.accelerator.tpu",
         "spec.accelerator.spot",
@@ -70,6 +71,7 @@ OPERATOR_ONLY: Mapping[str, tuple[str, ...]] = {
     ),
     MTS: (
         "spec.storage.persistentVolumeClaim",
+        "spec.defaults.accelerator.cpu",
         "spec.defaults.accelerator.gpu",
         "spec.defaults.accelerator.tpu",
         "spec.defaults.accelerator.spot",

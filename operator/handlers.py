@@ -4,8 +4,8 @@
 the settings); ``main.operate`` runs it. No module state: the shared :class:`Context` lives in
 kopf's memo and the indexes arrive with each call.
 
-* Edges: events on TaskIntroductions, MultitaskSystems, trainer Jobs and their pods (preempted
-  or unschedulable ones) reconcile the object concerned at once.
+* Edges: events on TaskIntroductions, MultitaskSystems, trainer Jobs and JobSets and their pods
+  (preempted or unschedulable ones) reconcile the object concerned at once.
 * Levels: two kopf timers per MultitaskSystem re-check it (storage, root) and its unfinished
   introductions and their Jobs, so nothing a missed event hid stays wrong for long.
 * TaskIntroductions get no kopf handler progress and no finalizer (deleting one cascades to its
@@ -52,6 +52,8 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     kopf.on.event(*TI, registry=reg)(on_introduction)
     kopf.on.event(*MTS, registry=reg)(on_system)
     kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=reg)(on_job)
+    # Multi-host runs (served once JobSet's CRD exists; kopf follows CRDs as they appear).
+    kopf.on.event("jobset.x-k8s.io", "v1alpha2", "jobsets", labels=MANAGED, registry=reg)(on_job)
     kopf.on.event("pods", labels=MANAGED, registry=reg)(on_pod)
     kopf.timer(*MTS, id="recheck_introductions", interval=settings.resync_seconds, registry=reg)(
         recheck_introductions

@@ -51,6 +51,14 @@ def job_path(namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
+JOBSET_GROUP_VERSION = "jobset.x-k8s.io/v1alpha2"
+
+
+def jobset_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{JOBSET_GROUP_VERSION}/namespaces/{namespace}/jobsets"
+    return f"{base}/{name}" if name else base
+
+
 def core_path(namespace: str, plural: str, name: str = "") -> str:
     base = f"/api/v1/namespaces/{namespace}/{plural}"
     return f"{base}/{name}" if name else base
@@ -60,7 +68,12 @@ def path_of(kind: str, namespace: str, name: str = "") -> str:
     """The REST path of one of the objects the operator handles (or their collection)."""
     if kind == "ConfigMap":
         return core_path(namespace, "configmaps", name)
-    paths = {contract.TI_KIND: ti_path, contract.MTS_KIND: mts_path, "Job": job_path}
+    paths = {
+        contract.TI_KIND: ti_path,
+        contract.MTS_KIND: mts_path,
+        "Job": job_path,
+        "JobSet": jobset_path,
+    }
     return paths[kind](namespace, name)
 
 
@@ -120,6 +133,10 @@ class Kube:
                 return None
             raise
         return result if isinstance(result, dict) else None
+
+    def serves(self, group_version: str) -> bool:
+        """Whether the API server serves ``group_version`` (e.g. JobSet's CRD is installed)."""
+        return self.get(f"/apis/{group_version}") is not None
 
     def create(self, collection: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create, or return the existing object on 409: (object, created?)."""

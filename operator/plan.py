@@ -48,13 +48,18 @@ from mutask.operator.conditions import (
     state_message,
     status_changes,
     ti_status,
+    workload_ready,
 )
 from mutask.operator.config_builder import build_configmap
 from mutask.operator.job_builder import build_job
-from mutask.operator.objects import job_name, meta, spec, status
+from mutask.operator.jobset_builder import build_jobset, hosts_of, workload_name
+from mutask.operator.objects import meta, spec
 from mutask.operator.settings import Settings
 from mutask.operator.spec import IntroductionSpec, SystemSpec
+from mutask.operator.topology import TopologyError
 from mutask.trainer.config import ConfigError
+
+JOBSET_MISSING = "JobSetNotInstalled"  # reason of Queued: a multi-host run needs JobSet
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,14 @@ class Observed:
 
     status: Mapping[str, Any]  # the introduction's own status
     now: str
-    job: Mapping[str, Any] | None = None  # its trainer Job
+    job: Mapping[str, Any] | None = None  # its trainer Job, or JobSet for several hosts
     system: SystemSpec | None = None  # its MultitaskSystem (None: not found)
     system_status: Mapping[str, Any] | None = None
     peers: tuple[Peer, ...] = ()  # the system's introductions (with this process's claims)
     preemptions: int = 0  # preempted trainer pods seen
     unschedulable: str | None = None  # the scheduler's message for a trainer pod it cannot place
+    jobset_api: bool = True  # the API server serves jobset.x-k8s.io/v1alpha2 (JobSet installed)
+    host_failure: str | None = None  # a failed JobSet's failed host Job's message (why it failed)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def admission(intro: IntroductionSpec, world: Observed) -> tuple[bool, str]:
 def converge(
     intro: IntroductionSpec, world: Observed, settings: Settings
 ) -> tuple[Outcome, tuple[Action, ...], tuple[ClaimChange, ...]]:
-    """The introduction's next state and what its Job needs for it."""
+    """The introduction's next state and what its Job (or JobSet) needs for it."""
     state = current_state(world.status)
     if state in api.TERMINAL:  # final: a finished iteration is never re-run
         conditions = world.status.get("conditions") or []
@@ -105,23 +112,28 @@ def converge(
         message, job = state_message(world.status, state), world.status.get("jobName")
         return Outcome(state, message, job, accepted=not refused), (), ()
     key, name = intro.system_key, intro.ref.name
-    jname = job_name(name)
     ns = intro.ref.namespace
     job = world.job
+    kind, jname = workload_name(intro, world.system)
+    if job is not None:  # what exists wins (e.g. created before an upgrade changed the rule)
+        kind, jname = str(job.get("kind") or kind), str(meta(job).get("name") or jname)
+    what = "trainer JobSet" if kind == "JobSet" else "trainer Job"
     if job is not None and meta(job).get("deletionTimestamp"):
         if intro.suspend:
-            return Outcome(api.SUSPENDED, "suspended; the trainer Job is stopping", jname), (), ()
-        return Outcome(api.QUEUED, "the previous trainer Job is still being deleted", jname), (), ()
+            return Outcome(api.SUSPENDED, f"suspended; the {what} is stopping", jname), (), ()
+        return Outcome(api.QUEUED, f"the previous {what} is still being deleted", jname), (), ()
     if job is not None:
         job_st, message = job_state(job, kueue=intro.queue_name is not None)
+        if job_st == api.FAILED and world.host_failure:
+            message = f"{message}; {world.host_failure}"
         if job_st in api.TERMINAL:
             return Outcome(job_st, message, jname), (), ()
         if intro.suspend:
             stop: tuple[Action, ...] = ()
             if intro.queue_name:  # Kueue owns .spec.suspend: stop by deleting (pods get SIGTERM)
-                stop = (DeleteJob(ns, jname),)
+                stop = (DeleteJob(ns, jname, kind),)
             elif not spec(job).get("suspend"):
-                stop = (SuspendJob(ns, jname, True),)
+                stop = (SuspendJob(ns, jname, True, kind),)
             suspended = Outcome(
                 api.SUSPENDED, "suspended by spec.suspend; the trainer checkpoints", jname
             )
@@ -131,8 +143,8 @@ def converge(
             if not ok:
                 return Outcome(api.QUEUED, why, jname), (), ()
             resumed = Outcome(api.ACCEPTED, "resumed; waiting for the trainer pod", jname)
-            return resumed, (SuspendJob(ns, jname, False),), (Claim(key, name, intro.task),)
-        ready = int(status(job).get("ready") or 0)
+            return resumed, (SuspendJob(ns, jname, False, kind),), (Claim(key, name, intro.task),)
+        ready = workload_ready(job)
         if job_st in api.ACTIVE and world.unschedulable and not ready:
             # e.g. no node pool with the requested accelerator: say so, never wait mute
             why = f"trainer pod unschedulable: {world.unschedulable}"
@@ -145,14 +157,25 @@ def converge(
         return Outcome(api.QUEUED, why), (), ()
     empty = bool((world.system_status or {}).get("storeEmpty"))  # this one creates the root
     try:
+        hosts = hosts_of(intro, world.system)
         configmap = build_configmap(world.system, intro, settings, creates_root=empty)
-        job_body = build_job(world.system, intro, settings)
-    except ConfigError as err:
+        if hosts > 1:
+            job_body = build_jobset(world.system, intro, settings, hosts)
+        else:
+            job_body = build_job(world.system, intro, settings)
+    except (ConfigError, TopologyError) as err:
         invalid = Outcome(api.FAILED, f"invalid spec: {err}", None, accepted=False)
         return invalid, (), (Release(key, name),)
-    launched = Event(intro.ref, "Launched", f"created trainer Job {jname}")
+    if hosts > 1 and not world.jobset_api:
+        why = (
+            f"{hosts} hosts run as a JobSet, but this cluster does not serve "
+            "jobset.x-k8s.io/v1alpha2: install JobSet (v0.11 or later)"
+        )
+        return Outcome(api.QUEUED, why, reason=JOBSET_MISSING), (), ()
+    launched = Event(intro.ref, "Launched", f"created {what} {jname}")
     create = (Create(configmap), Create(job_body, on_created=launched))
-    created = Outcome(api.ACCEPTED, "trainer Job created; waiting for its pod", jname)
+    waiting = f"waiting for its {hosts} pods" if hosts > 1 else "waiting for its pod"
+    created = Outcome(api.ACCEPTED, f"{what} created; {waiting}", jname)
     return created, create, (Claim(key, name, intro.task),)
 
 

@@ -17,10 +17,18 @@ from mutask import contract
 from mutask.operator import api, metrics
 from mutask.operator.actions import Claim, Plan
 from mutask.operator.apply import apply
-from mutask.operator.conditions import current_state
+from mutask.operator.conditions import current_state, job_condition
 from mutask.operator.context import Context, Indexes
-from mutask.operator.kube import core_path, job_path, mts_path, ti_path
-from mutask.operator.objects import job_name, meta, status
+from mutask.operator.jobset_builder import REPLICATED_JOB, workload_name
+from mutask.operator.kube import (
+    JOBSET_GROUP_VERSION,
+    core_path,
+    job_path,
+    mts_path,
+    path_of,
+    ti_path,
+)
+from mutask.operator.objects import meta, status
 from mutask.operator.plan import Observed, plan_introduction
 from mutask.operator.spec import (
     IntroductionSpec,
@@ -55,8 +63,9 @@ def reconcile_introduction(ctx: Context, idx: Indexes, namespace: str, name: str
 def observe_introduction(
     ctx: Context, idx: Indexes, intro: IntroductionSpec, ti_status: Mapping[str, Any]
 ) -> Observed:
-    """Read the introduction's Job (not for a finished one: nothing can change it); its system
-    and its unschedulable pods come from kopf's indexes (the watch streams' view, no GET)."""
+    """Read the introduction's Job, or JobSet for several hosts (not for a finished one: nothing
+    can change it); its system and its unschedulable pods come from kopf's indexes (the watch
+    streams' view, no GET). Without its JobSet, whether the API server serves JobSets at all."""
     ns = intro.ref.namespace
     world = Observed(
         status=ti_status, now=ctx.clock(), preemptions=idx.preemptions(ns, intro.ref.name)
@@ -64,13 +73,29 @@ def observe_introduction(
     if current_state(ti_status) in api.TERMINAL:
         return world
     system, system_status = idx.system(ns, intro.system) or (None, None)
+    kind, name = workload_name(intro, system)
+    job = ctx.kube.get(path_of(kind, ns, name))
+    jobset_api = kind != "JobSet" or job is not None or ctx.kube.serves(JOBSET_GROUP_VERSION)
     return replace(
         world,
-        job=ctx.kube.get(job_path(ns, job_name(intro.ref.name))),
+        job=job,
+        jobset_api=jobset_api,
+        host_failure=observe_host_failure(ctx, job),
         system=system,
         system_status=system_status,
         unschedulable=idx.unschedulable(ns, intro.ref.name),
     )
+
+
+def observe_host_failure(ctx: Context, jobset: Mapping[str, Any] | None) -> str | None:
+    """Why a failed JobSet failed: its host Job's failure message (e.g. the exit code of the
+    pod that failed it), which the JobSet's own condition does not repeat."""
+    if jobset is None or jobset.get("kind") != "JobSet" or not job_condition(jobset, "Failed"):
+        return None
+    name = f"{meta(jobset).get('name')}-{REPLICATED_JOB}-0"
+    host_job = ctx.kube.get(job_path(str(meta(jobset).get("namespace")), name))
+    failed = job_condition(host_job, "Failed") if host_job else None
+    return f"{name}: {failed.get('message')}" if failed and failed.get("message") else None
 
 
 def reconcile_system(ctx: Context, idx: Indexes, namespace: str, name: str) -> Plan | None:
@@ -84,9 +109,10 @@ def reconcile_system(ctx: Context, idx: Indexes, namespace: str, name: str) -> P
             status=status(body),
             now=ctx.clock(),
             storage=observe_storage(ctx, system),
-            bootstrap_job=observe_bootstrap_job(ctx, system),
             peers=tuple(idx.peers(namespace, name)),
         )
+        boot, jobset_api = observe_bootstrap_job(ctx, system)
+        world = replace(world, bootstrap_job=boot, jobset_api=jobset_api)
         plan = plan_system(system, world, ctx.settings)
         return plan if apply(ctx.kube, plan) else None
 
@@ -102,8 +128,11 @@ def observe_storage(ctx: Context, system: SystemSpec) -> ProbeResult | ClaimSeen
     return ctx.prober(system.storage_uri)
 
 
-def observe_bootstrap_job(ctx: Context, system: SystemSpec) -> dict[str, Any] | None:
+def observe_bootstrap_job(ctx: Context, system: SystemSpec) -> tuple[dict[str, Any] | None, bool]:
+    """The root bootstrap's Job (or JobSet, on a multi-host default accelerator), and whether
+    JobSets are served when it needs one that does not exist yet."""
     if system.bootstrap is None:
-        return None
-    name = job_name(bootstrap_introduction(system).ref.name)
-    return ctx.kube.get(job_path(system.ref.namespace, name))
+        return None, True
+    kind, name = workload_name(bootstrap_introduction(system), system)
+    job = ctx.kube.get(path_of(kind, system.ref.namespace, name))
+    return job, kind != "JobSet" or job is not None or ctx.kube.serves(JOBSET_GROUP_VERSION)

@@ -74,7 +74,10 @@ class Settings:
     trainer_service_account: str = field(
         default="mutask-trainer", metadata=_opt("ServiceAccount of the trainer pods")
     )
-    backoff_limit: int = field(default=6, metadata=_opt("backoffLimit of the trainer Jobs"))
+    backoff_limit: int = field(
+        default=6,
+        metadata=_opt("backoffLimit of the trainer Jobs (maxRestarts of multi-host JobSets)"),
+    )
     termination_grace_seconds: int = field(
         default=120, metadata=_opt("time a trainer gets to checkpoint after SIGTERM")
     )

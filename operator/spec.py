@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mutask import contract
+from mutask.operator.topology import tpu_hosts
 
 
 def freeze(value: Any) -> Any:
@@ -88,20 +89,37 @@ class Accelerator:
     """``spec.accelerator``: the hardware of a trainer pod."""
 
     type: str = "cpu"
+    cpu_nodes: int = 1
     gpu_type: str | None = None
     gpu_count: int = 1
+    gpu_nodes: int = 1
     tpu_accelerator: str | None = None
     tpu_topology: str | None = None
     tpu_chips: int = 4
     spot: bool = False
 
+    def hosts(self, field: str = "spec.accelerator") -> int:
+        """Pods (hosts) one trainer run spans: a TPU slice's hosts, ``gpu.nodes``, ``cpu.nodes``.
+
+        Raises :class:`~mutask.operator.topology.TopologyError` for a TPU shape GKE does not
+        offer (``field``: the block's path, for the message)."""
+        if self.type == "gpu":
+            return self.gpu_nodes
+        if self.type == "cpu":
+            return self.cpu_nodes
+        if self.type == "tpu" and self.tpu_accelerator and self.tpu_topology:
+            return tpu_hosts(self.tpu_accelerator, self.tpu_topology, self.tpu_chips, field)
+        return 1
+
 
 def parse_accelerator(block: Mapping[str, Any]) -> Accelerator:
-    gpu, tpu = _sub(block, "gpu"), _sub(block, "tpu")
+    cpu, gpu, tpu = _sub(block, "cpu"), _sub(block, "gpu"), _sub(block, "tpu")
     return Accelerator(
         type=str(block.get("type") or "cpu"),
+        cpu_nodes=int(cpu.get("nodes", 1)),
         gpu_type=str(gpu["type"]) if gpu.get("type") else None,
         gpu_count=int(gpu.get("count", 1)),
+        gpu_nodes=int(gpu.get("nodes", 1)),
         tpu_accelerator=str(tpu["accelerator"]) if tpu.get("accelerator") else None,
         tpu_topology=str(tpu["topology"]) if tpu.get("topology") else None,
         tpu_chips=int(tpu.get("chips", 4)),

@@ -23,9 +23,10 @@ from mutask.operator.admission import Peer
 from mutask.operator.conditions import find_condition, job_state, set_condition, status_changes
 from mutask.operator.config_builder import build_configmap
 from mutask.operator.job_builder import build_job
-from mutask.operator.objects import job_name
+from mutask.operator.jobset_builder import build_jobset, hosts_of, workload_name
 from mutask.operator.settings import Settings
 from mutask.operator.spec import SystemSpec, bootstrap_introduction
+from mutask.operator.topology import TopologyError
 from mutask.trainer.config import ConfigError
 
 
@@ -53,8 +54,9 @@ class SystemObserved:
     status: Mapping[str, Any]
     now: str
     storage: ProbeResult | ClaimSeen  # a probe of the store, or its claim
-    bootstrap_job: Mapping[str, Any] | None = None
+    bootstrap_job: Mapping[str, Any] | None = None  # a Job, or a JobSet for several hosts
     peers: tuple[Peer, ...] = ()
+    jobset_api: bool = True  # the API server serves jobset.x-k8s.io/v1alpha2
 
 
 def summarize(peers: Iterable[Peer]) -> dict[str, Any]:
@@ -136,16 +138,26 @@ def root(system: SystemSpec, world: SystemObserved, settings: Settings, empty: b
         return Root(True, "Empty", "empty store: the first introduction initialises the root")
     task = system.bootstrap.get("task")
     intro = bootstrap_introduction(system)
-    jname = job_name(intro.ref.name)
+    kind, jname = workload_name(intro, system)
     job = world.bootstrap_job
     actions: tuple[Action, ...] = ()
     if job is None:
         try:
+            hosts = hosts_of(intro, system)
             configmap = build_configmap(system, intro, settings, bootstrap_root=True)
-            job = build_job(system, intro, settings, bootstrap_root=True)
-        except ConfigError as err:
+            if hosts > 1:  # the default accelerator spans several hosts: a JobSet
+                job = build_jobset(system, intro, settings, hosts, bootstrap_root=True)
+            else:
+                job = build_job(system, intro, settings, bootstrap_root=True)
+        except (ConfigError, TopologyError) as err:
             return Root(False, "Failed", f"invalid bootstrap: {err}")
-        created = Event(system.ref, "Bootstrapping", f"created root bootstrap Job {jname}")
+        if hosts > 1 and not world.jobset_api:
+            why = (
+                f"the root bootstrap's {hosts} hosts run as a JobSet, but this cluster does "
+                "not serve jobset.x-k8s.io/v1alpha2: install JobSet (v0.11 or later)"
+            )
+            return Root(False, "JobSetNotInstalled", why)
+        created = Event(system.ref, "Bootstrapping", f"created root bootstrap {kind} {jname}")
         actions = (Create(configmap), Create(job, on_created=created))
     state, message = job_state(job, kueue=False)
     if state == api.SUCCEEDED:

@@ -31,6 +31,7 @@ from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.errors import MutaskError, describe, exit_code_of
 from mutask.trainer.iteration.exchange import Worker
 from mutask.trainer.iteration.preflight import MODEL_FIELDS
+from mutask.trainer.runtime.hosts import Hosts
 
 # Which exit code a run reports when its workers disagree (first found wins).
 PRECEDENCE = (ExitCode.BAD_INPUT, ExitCode.FENCED, ExitCode.PREEMPTED, ExitCode.FAILED)
@@ -42,9 +43,11 @@ def run_on_chips(
     quiet: bool = False,
     verify: bool = True,
     explicit_model: Collection[str] = MODEL_FIELDS,
+    hosts: Hosts | None = None,
 ) -> int:
     """Run one task iteration with a worker per local chip; the run's exit code.
-    ``explicit_model``: the model fields the user gave (see the preflight)."""
+    ``explicit_model``: the model fields the user gave (see the preflight); ``hosts``: this
+    host's place in a multi-host run (its chips are workers ``index*n ..`` of ``count*n``)."""
     import torch_xla
 
     with tempfile.TemporaryDirectory(prefix="mutask-chips-") as tmp:
@@ -56,8 +59,9 @@ def run_on_chips(
 
         previous = signal.signal(signal.SIGTERM, on_term)
         try:
-            attempt = uuid.uuid4().hex[:12]
-            args = (cfg, quiet, verify, tuple(explicit_model), str(folder), attempt)
+            hosts = hosts or Hosts()
+            attempt = hosts.attempt or uuid.uuid4().hex[:12]  # shared by every host's chips
+            args = (cfg, quiet, verify, tuple(explicit_model), str(folder), attempt, hosts)
             torch_xla.launch(_chip_worker, args=args)
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -83,6 +87,7 @@ def _chip_worker(
     explicit_model: tuple[str, ...],
     folder: str,
     attempt: str,
+    hosts: Hosts | None = None,
 ) -> None:
     """One chip's worker (run by ``torch_xla.launch`` with this chip's ordinal); a typed
     error is reported as the command line reports it (one line) and becomes its code."""
@@ -91,7 +96,7 @@ def _chip_worker(
     from mutask.trainer.run import run_worker
 
     stop = Path(folder) / "stop"
-    worker = Worker(index, max(1, xr.world_size()))
+    worker = Worker(*(hosts or Hosts()).place(index, max(1, xr.world_size())))
     try:
         code = run_worker(
             cfg,

@@ -6,7 +6,8 @@ is checked before anything is written (store URI, device, metrics port, then the
 a typed error (exit 2, see :mod:`mutask.trainer.errors`). Then: SIGTERM stops training at the
 next step (exit 75, finished generations checkpointed), a fenced-off writer exits 3, detected
 forgetting exits 1 (see :class:`mutask.contract.ExitCode`). On XLA the iteration runs as one
-worker per chip (:mod:`mutask.trainer.chips`), each through :func:`run_worker`.
+worker per chip (:mod:`mutask.trainer.chips`), each through :func:`run_worker`. A pod of a
+multi-host run (:mod:`mutask.trainer.runtime.hosts`) runs its host's workers among all hosts'.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mutask.trainer.iteration.exchange import (
 )
 from mutask.trainer.iteration.preflight import MODEL_FIELDS, preflight
 from mutask.trainer.runtime.device import on_xla, select_device
+from mutask.trainer.runtime.hosts import hosts_from_env
 from mutask.trainer.runtime.kube_status import KubeStatusReporter
 from mutask.trainer.runtime.metrics import TrainerMetrics
 from mutask.trainer.runtime.signals import StopFlag
@@ -49,18 +51,28 @@ def run_introduction(
     """What a trainer pod runs: checks, metrics, status reporting, SIGTERM handling, one
     iteration. ``explicit_model``: the model fields the user gave (see the preflight).
 
-    On XLA it runs as one worker per chip (:func:`mutask.trainer.chips.run_on_chips`).
+    On XLA it runs as one worker per chip (:func:`mutask.trainer.chips.run_on_chips`); on
+    several hosts, as this host's share of the workers of all of them.
     """
     SystemStore.open(cfg.store)  # the URI is checked before anything else
+    hosts = hosts_from_env(os.environ)
     if on_xla(cfg.device, os.environ):  # the device is chosen in each chip's worker
         from mutask.trainer.chips import run_on_chips  # needs torch_xla
 
-        return run_on_chips(cfg, quiet=quiet, verify=verify, explicit_model=explicit_model)
+        return run_on_chips(
+            cfg, quiet=quiet, verify=verify, explicit_model=explicit_model, hosts=hosts
+        )
     select_device(cfg.device, cfg.precision)  # a bad device fails before the signal handler
     stop = StopFlag()
     stop.install()
     return run_worker(
-        cfg, quiet=quiet, verify=verify, should_stop=stop, explicit_model=explicit_model
+        cfg,
+        quiet=quiet,
+        verify=verify,
+        should_stop=stop,
+        explicit_model=explicit_model,
+        worker=Worker(*hosts.place()),
+        attempt=hosts.attempt or "0",
     )
 
 

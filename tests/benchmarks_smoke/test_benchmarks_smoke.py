@@ -76,3 +76,11 @@ def test_serve_benchmark_quick() -> None:
     assert lines[-1].startswith("memory ratio (one server / 2 processes")
     assert any(line.strip().startswith("2 processes") for line in lines)
     assert any("runs batched across tasks" in line for line in lines)
+
+
+def test_multihost_benchmark_smoke() -> None:
+    out = _run(
+        ["benchmarks/multihost.py", "--generations", "1", "--candidates", "2", "--steps", "2"]
+    )
+    assert "same published result (bit-identical parameters): True" in out
+    assert out.strip().splitlines()[-1].startswith("candidates/hour ratio (2 hosts / 1): ")

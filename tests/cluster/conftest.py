@@ -8,6 +8,7 @@ and Role rendered into it) and starts its own operator process when it needs one
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "operator"))  # op_crd_cases, op_samples
 
-from controlplane import ControlPlane, Identity  # noqa: E402
+from controllers import WebhookController, jobset  # noqa: E402
+from controlplane import SCRIPT, ControlPlane, Identity  # noqa: E402
 from gke_pools import POOLS  # noqa: E402
 from helm_release import CHART, OPERATOR_SA, RELEASE, RELEASE_NS, Helm  # noqa: E402
 from kubelet import LocalKubelet  # noqa: E402
@@ -46,6 +48,24 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+def share_dir() -> Path:
+    """The controllers' CRDs and webhook manifests kept by .ci/controlplane.sh."""
+    out = subprocess.run(["bash", str(SCRIPT), "share-dir"], capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def jobset_controller(
+    cp: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookController]:
+    """JobSet's controller (built from sigs.k8s.io/jobset) with its CRD and webhooks, for the
+    session: multi-host introductions run as JobSets (see controllers.jobset)."""
+    controller = jobset(cp, tmp_path_factory.mktemp("jobset"), share_dir() / "jobset")
+    controller.start()
+    yield controller
+    controller.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Controllers with admission webhooks (Kueue today, JobSet next) run as local processes.
+"""Controllers with admission webhooks (Kueue, JobSet) run as local processes.
 
 In a real cluster such a controller runs as a Deployment behind a Service that its webhook
 configurations name. Here its binary (built from its Go module by .ci/controlplane.sh, which
@@ -12,7 +12,7 @@ keeps it instead of issuing one the apiserver could not verify for 127.0.0.1.
 Webhook configurations are removed before the process stops, so the apiserver never calls a
 dead webhook (a failurePolicy: Fail webhook would otherwise block every Job of later tests).
 
-Adding a controller (JobSet next) is a factory like :func:`kueue`: its binary and manifests
+Adding a controller is a factory like :func:`kueue` or :func:`jobset`: its binary and manifests
 from .ci/controlplane.sh, the webhooks it serves, its Secret and its configuration flags.
 """
 
@@ -166,6 +166,11 @@ class WebhookController:
             out.append(config)
         return out
 
+    def _established(self, name: str) -> bool:
+        crd = self.cp.get("crd", name) or {}
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
     def _serving(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise ClusterError(
@@ -200,9 +205,9 @@ class WebhookController:
             self.cp.apply([secret])
         text = yaml.safe_dump_all(self._crds())
         self.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text)
-        for crd in self.crds:
+        for crd in self.crds:  # (kubectl wait errs on a CRD whose status is not written yet)
             name = crd["metadata"]["name"]
-            self.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+            wait_for(f"CRD {name} Established", lambda name=name: self._established(name), 60)
         self.cp.apply(self._webhooks())  # before start: a cert rotator waits to inject them
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -295,4 +300,88 @@ def kueue(cp: ControlPlane, workdir: Path, share: Path) -> WebhookController:
         namespace=namespace,
         conversion=conversion_crds(share / "crd" / "kustomization.yaml"),
         secret="kueue-webhook-server-cert",
+    )
+
+
+def json_patched(doc: dict[str, Any], ops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``doc`` with kustomize's JSON 6902 ``add``/``replace`` operations applied (what the
+    upstream webhook kustomization does, e.g. JobSet's pod webhooks' objectSelector)."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        if op.get("op") not in ("add", "replace"):
+            raise ClusterError(f"unsupported JSON patch operation {op}")
+        *parents, last = [p for p in str(op["path"]).split("/") if p]
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            index = len(node) if last == "-" else int(last)
+            if op["op"] == "add":
+                node.insert(index, copy.deepcopy(op["value"]))
+            else:
+                node[index] = copy.deepcopy(op["value"])
+        else:
+            node[last] = copy.deepcopy(op["value"])
+    return doc
+
+
+def kustomized_webhooks(webhook_dir: Path) -> list[dict[str, Any]]:
+    """The webhook configurations of ``manifests.yaml`` with the JSON patches its
+    kustomization.yaml lists (by target kind and name) applied."""
+    docs = load_yaml([webhook_dir / "manifests.yaml"])
+    kustomization = webhook_dir / "kustomization.yaml"
+    spec = yaml.safe_load(kustomization.read_text()) if kustomization.is_file() else {}
+    for patch in (spec or {}).get("patches") or []:
+        target = patch.get("target") or {}
+        ops = yaml.safe_load((webhook_dir / patch["path"]).read_text()) or []
+        docs = [
+            json_patched(d, ops)
+            if d.get("kind") == target.get("kind")
+            and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])
+            else d
+            for d in docs
+        ]
+    return docs
+
+
+def jobset(cp: ControlPlane, workdir: Path, share: Path) -> WebhookController:
+    """JobSet's controller manager with its CRD and the webhooks it serves (JobSet defaulting
+    and validation; the pod webhooks, limited by their upstream objectSelector to JobSet pods,
+    that implement exclusive placement: followers wait for the leader pod's node pool).
+
+    The serving certificate comes from the test CA through ``webhook.certDir``, so JobSet's
+    internal cert management is off (it would otherwise issue one for its in-cluster Service
+    only); its metrics server is off (it needs in-cluster delegated authentication)."""
+    crds = [
+        d
+        for d in load_yaml(sorted((share / "crd").glob("*.yaml")))
+        if d.get("kind") == "CustomResourceDefinition"
+    ]
+    hooks = kustomized_webhooks(share / "webhook")
+    namespace, service = "jobset-system", "jobset-webhook-service"
+
+    def argv(ctl: WebhookController) -> list[str]:
+        config = {
+            "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
+            "kind": "Configuration",
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{ctl.health_port}"},
+            "metrics": {"bindAddress": "0"},
+            "webhook": {"port": ctl.port, "host": "127.0.0.1", "certDir": str(ctl.cert_dir)},
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+        }
+        path = ctl.workdir / "jobset-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return [str(cp.bin / "jobset"), f"--config={path}", "--zap-log-level=info"]
+
+    return WebhookController(
+        name="jobset",
+        cp=cp,
+        workdir=workdir,
+        argv=argv,
+        crds=crds,
+        webhooks=[h for h in hooks if h.get("webhooks")],
+        certs=issue("jobset-ca", [f"{service}.{namespace}.svc"]),
+        namespace=namespace,
+        conversion=conversion_crds(share / "crd" / "kustomization.yaml"),
     )

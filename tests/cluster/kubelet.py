@@ -8,7 +8,8 @@ Ready (status heartbeat and node Lease) and, for every pod the real scheduler bi
     bound to, a projected volume its token, ConfigMap and downward API files;
   * runs the container's command and args as a local process from this Python environment (the
     trainer image runs the same ``mutask`` entry point), with the container's environment
-    resolved as a kubelet does (values, fieldRef, resourceFieldRef); the projected
+    resolved as a kubelet does (values, fieldRef incl. annotations and labels, resourceFieldRef,
+    ``$(VAR)`` references to variables defined before); the projected
     ServiceAccount volume gets a TokenRequest token bound to the pod, which clients in the
     process find through ``$KUBECONFIG`` (they cannot read it from the fixed in-cluster path);
   * reports the container as running, then terminated with the process's exit code, and the pod
@@ -46,6 +47,25 @@ POLL_SECONDS = 0.3
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expand(text: str, defined: dict[str, str]) -> str:
+    """A kubelet's expansion of ``$(VAR)`` in an env value: earlier variables are replaced,
+    unknown references stay as written, ``$$`` is a literal ``$``."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and ")" in text[i:]:
+            end = text.index(")", i)
+            name = text[i + 2 : end]
+            out.append(defined.get(name, text[i : end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def cpu_quantity(text: str) -> float:
@@ -287,8 +307,13 @@ class LocalKubelet:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "LANG": "C.UTF-8",
         }
+        defined: dict[str, str] = {}
         for var in container.env or []:
-            env[var.name] = local_path(self._env_value(pod, container, var))
+            value = self._env_value(pod, container, var)
+            if var.value_from is None:  # $(VAR) of an earlier variable, $$ a literal $
+                value = expand(value, defined)
+            defined[var.name] = value
+            env[var.name] = local_path(value)
         token = mounts.get(SA_MOUNT, Path("/nonexistent")) / "token"
         if token.is_file():  # the projected ServiceAccount token, as a kubeconfig for clients
             kubeconfig = local.root / "serviceaccount.kubeconfig"
@@ -304,6 +329,13 @@ class LocalKubelet:
             return str(var.value or "")
         source = var.value_from
         if source.field_ref is not None:
+            path = source.field_ref.field_path
+            for prefix, values in (
+                ("metadata.annotations", pod.metadata.annotations),
+                ("metadata.labels", pod.metadata.labels),
+            ):
+                if path.startswith(f"{prefix}['") and path.endswith("']"):
+                    return str((values or {}).get(path[len(prefix) + 2 : -2], ""))
             fields = {
                 "metadata.name": pod.metadata.name,
                 "metadata.namespace": pod.metadata.namespace,

@@ -18,9 +18,17 @@ def ds(**fields: Any) -> dict[str, Any]:
     return {"dataset": {"uri": "digits", **fields}}
 
 
-def tpu(topology: str, chips: int) -> dict[str, Any]:
-    block = {"accelerator": "tpu-v5-lite-podslice", "topology": topology, "chips": chips}
+def tpu(topology: str, chips: int, accelerator: str = "tpu-v5-lite-podslice") -> dict[str, Any]:
+    block = {"accelerator": accelerator, "topology": topology, "chips": chips}
     return {"type": "tpu", "tpu": block}
+
+
+def cpu_nodes(nodes: int) -> dict[str, Any]:
+    return {"type": "cpu", "cpu": {"nodes": nodes}}
+
+
+def gpu_nodes(nodes: int) -> dict[str, Any]:
+    return {"type": "gpu", "gpu": {"type": "nvidia-l4", "count": 1, "nodes": nodes}}
 
 
 def boot(**fields: Any) -> dict[str, Any]:
@@ -33,16 +41,34 @@ def store(uri: str) -> dict[str, Any]:
 
 
 SINGLE_HOST = "spec.accelerator.tpu.topology must be a single-host slice"
+PER_HOST = "spec.accelerator.tpu.chips must be the chips of one host of the slice"
+NOT_OFFERED = "spec.accelerator.tpu.topology must be a slice GKE offers for"
 BUILTIN_LABELS = "must be 0..9 for the built-in datasets"
 MAP_KEYS = "spec.dataset.labelMap keys must be source labels"
 MAP_DENSE = "spec.dataset.labelMap values must be the task labels 0..n-1"
 
 LIMIT_TI: list[tuple[str, dict[str, Any], str]] = [
-    ("tpu-4x4-with-8-chips", {"accelerator": tpu("4x4", 8)}, SINGLE_HOST),
-    ("tpu-2x4-with-4-chips", {"accelerator": tpu("2x4", 4)}, SINGLE_HOST),
-    ("tpu-2x2-with-8-chips", {"accelerator": tpu("2x2", 8)}, SINGLE_HOST),
-    ("tpu-2x2x2-with-4-chips", {"accelerator": tpu("2x2x2", 4)}, SINGLE_HOST),
-    ("tpu-16x16", {"accelerator": tpu("16x16", 8)}, SINGLE_HOST),
+    ("tpu-4x4-with-8-chips", {"accelerator": tpu("4x4", 8)}, PER_HOST),
+    ("tpu-2x4-with-4-chips", {"accelerator": tpu("2x4", 4)}, PER_HOST),
+    ("tpu-2x2-with-8-chips", {"accelerator": tpu("2x2", 8)}, PER_HOST),
+    ("tpu-16x16-with-8-chips", {"accelerator": tpu("16x16", 8)}, PER_HOST),
+    ("tpu-v5e-2x2x2", {"accelerator": tpu("2x2x2", 4)}, f"{NOT_OFFERED} tpu-v5-lite-podslice"),
+    ("tpu-v5e-3x3", {"accelerator": tpu("3x3", 4)}, f"{NOT_OFFERED} tpu-v5-lite-podslice"),
+    ("tpu-v5e-32x32", {"accelerator": tpu("32x32", 4)}, f"{NOT_OFFERED} tpu-v5-lite-podslice"),
+    ("tpu-v6e-4x4x4", {"accelerator": tpu("4x4x4", 4, "tpu-v6e-slice")}, NOT_OFFERED),
+    ("tpu-v5p-4x4", {"accelerator": tpu("4x4", 4, "tpu-v5p-slice")}, f"{NOT_OFFERED} tpu-v5p"),
+    ("tpu-v5p-2x2x2-with-8", {"accelerator": tpu("2x2x2", 8, "tpu-v5p-slice")}, PER_HOST),
+    ("tpu-v4-3x3x3", {"accelerator": tpu("3x3x3", 4, "tpu-v4-podslice")}, NOT_OFFERED),
+    ("tpu-unknown-4x4", {"accelerator": tpu("4x4", 4, "tpu-v9-future")}, SINGLE_HOST),
+    ("gpu-nodes-0", {"accelerator": gpu_nodes(0)}, "accelerator.gpu.nodes"),
+    ("cpu-nodes-0", {"accelerator": cpu_nodes(0)}, "accelerator.cpu.nodes"),
+    ("cpu-nodes-65", {"accelerator": cpu_nodes(65)}, "accelerator.cpu.nodes"),
+    (
+        "cpu-block-on-gpu",
+        {"accelerator": {**gpu_nodes(2), "cpu": {"nodes": 2}}},
+        "spec.accelerator.cpu is only allowed when spec.accelerator.type is cpu",
+    ),
+    ("gpu-nodes-65", {"accelerator": gpu_nodes(65)}, "accelerator.gpu.nodes"),
     ("labels-empty", ds(labels=[]), "dataset.labels"),
     ("labels-one-class", ds(labels=[3]), "dataset.labels"),
     ("labels-repeated", ds(labels=[1, 1]), "dataset.labels"),
@@ -141,7 +167,7 @@ LIMIT_MTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "defaults-tpu-4x4",
         {"defaults": {"accelerator": tpu("4x4", 8)}},
-        "spec.defaults.accelerator.tpu.topology must be",
+        "spec.defaults.accelerator.tpu.chips must be",
     ),
     (
         "defaults-max-validation-1e9",
@@ -155,7 +181,18 @@ GOOD_TI: list[tuple[str, dict[str, Any]]] = [
     ("tpu-2x4-with-8-chips", {"accelerator": tpu("2x4", 8)}),
     ("tpu-2x2-with-4-chips", {"accelerator": tpu("2x2", 4)}),
     ("tpu-1x1-with-1-chip", {"accelerator": tpu("1x1", 1)}),
-    ("tpu-2x2x1-with-4-chips", {"accelerator": tpu("2x2x1", 4)}),
+    ("tpu-v5p-2x2x1-with-4-chips", {"accelerator": tpu("2x2x1", 4, "tpu-v5p-slice")}),
+    ("tpu-v5e-4x4-four-hosts", {"accelerator": tpu("4x4", 4)}),
+    ("tpu-v5e-16x16-64-hosts", {"accelerator": tpu("16x16", 4)}),
+    ("tpu-v6e-8x8", {"accelerator": tpu("8x8", 4, "tpu-v6e-slice")}),
+    ("tpu-v6e-2x4-single-host", {"accelerator": tpu("2x4", 8, "tpu-v6e-slice")}),
+    ("tpu-v5p-2x2x2-two-hosts", {"accelerator": tpu("2x2x2", 4, "tpu-v5p-slice")}),
+    ("tpu-v5p-16x16x24", {"accelerator": tpu("16x16x24", 4, "tpu-v5p-slice")}),
+    ("tpu-v4-2x4x4", {"accelerator": tpu("2x4x4", 4, "tpu-v4-podslice")}),
+    ("tpu-unknown-single-host", {"accelerator": tpu("2x2x1", 4, "tpu-v5-lite-device")}),
+    ("gpu-two-nodes", {"accelerator": gpu_nodes(2)}),
+    ("cpu-three-nodes", {"accelerator": cpu_nodes(3)}),
+    ("gpu-64-nodes", {"accelerator": gpu_nodes(64)}),
     ("labels-two", ds(labels=[0, 9])),
     ("labels-any-order", ds(labels=[7, 2, 5])),
     ("labels-of-a-file-source", {"dataset": {"uri": "file:///d.npz", "labels": [0, 500]}}),

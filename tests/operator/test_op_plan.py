@@ -80,9 +80,152 @@ class Row:
     counts: tuple[str, ...] = ()
     event: bool = True  # a transition event is announced
     wakes: bool = False
+    jobset_api: bool = True  # the cluster serves JobSets
+    host_failure: str | None = None  # a failed JobSet's host Job's failure message
+    kinds: tuple[str, ...] = ()  # kinds of the actions' targets, when checked
+
+
+V5E_4X4 = {
+    "type": "tpu",
+    "tpu": {"accelerator": "tpu-v5-lite-podslice", "topology": "4x4", "chips": 4},
+}
+MULTI = {"accelerator": V5E_4X4}
+JS_FAILED = {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs"}]}
+
+
+def jobset(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"kind": "JobSet", **job(status, **spec)}
+
+
+def hosts(active: int = 1, ready: int = 0) -> dict[str, Any]:
+    return {"replicatedJobsStatus": [{"name": "host", "active": active, "ready": ready}]}
 
 
 ROWS = [
+    Row(
+        "multi-host-admitted",
+        api.ACCEPTED,
+        "trainer JobSet created; waiting for its 4 pods",
+        spec=MULTI,
+        actions=(Create, Create),
+        claims=(Claim,),
+        kinds=("ConfigMap", "JobSet"),
+    ),
+    Row(
+        "multi-host-without-jobset",
+        api.QUEUED,
+        "4 hosts run as a JobSet, but this cluster does not serve jobset.x-k8s.io/v1alpha2",
+        spec=MULTI,
+        jobset_api=False,
+        reason="JobSetNotInstalled",
+    ),
+    Row(
+        "multi-host-shape-gke-does-not-offer",
+        api.FAILED,
+        "invalid spec: spec.accelerator.tpu.topology 3x3 is not a slice GKE offers",
+        spec={"accelerator": {"type": "tpu", "tpu": {**V5E_4X4["tpu"], "topology": "3x3"}}},
+        claims=(Release, Release),
+    ),
+    Row(
+        "jobset-waiting-for-pods",
+        api.ACCEPTED,
+        "waiting for its pods",
+        spec=MULTI,
+        job=jobset(),
+        status=state(api.ACCEPTED),
+        event=False,
+    ),
+    Row(
+        "jobset-running",
+        api.RUNNING,
+        "trainer pods running (all hosts ready)",
+        spec=MULTI,
+        job=jobset(hosts(1, 1)),
+        status=state(api.ACCEPTED),
+    ),
+    Row(
+        "jobset-unschedulable",
+        api.PENDING,
+        NO_NODE,
+        spec=MULTI,
+        job=jobset(hosts(1, 0)),
+        status=state(api.ACCEPTED),
+        unschedulable=NO_NODE,
+        reason=api.UNSCHEDULABLE,
+    ),
+    Row(
+        "jobset-restarted-running",
+        api.RUNNING,
+        "the set restarted 2 time(s)",
+        spec=MULTI,
+        job=jobset({**hosts(1, 1), "restarts": 2}),
+        status=state(api.ACCEPTED),
+    ),
+    Row(
+        "jobset-completed",
+        api.SUCCEEDED,
+        "the trainer JobSet completed",
+        spec=MULTI,
+        job=jobset({"conditions": [{"type": "Completed", "status": "True"}]}),
+        status=state(api.RUNNING),
+        claims=(Release,),
+        wakes=True,
+    ),
+    Row(
+        "jobset-failed",
+        api.FAILED,
+        "the trainer JobSet failed (FailedJobs)",
+        spec=MULTI,
+        job=jobset(JS_FAILED),
+        status=state(api.RUNNING),
+        claims=(Release,),
+        counts=("jobs_failed",),
+        wakes=True,
+    ),
+    Row(
+        "jobset-failed-names-its-host",
+        api.FAILED,
+        "FailedJobs); mti-digits-1-host-0: Container trainer for pod ns/p failed with exit code 2",
+        spec=MULTI,
+        job=jobset(JS_FAILED),
+        status=state(api.RUNNING),
+        host_failure="mti-digits-1-host-0: Container trainer for pod ns/p failed with exit code 2",
+        claims=(Release,),
+        counts=("jobs_failed",),
+        wakes=True,
+    ),
+    Row(
+        "suspend-running-jobset",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={**MULTI, "suspend": True},
+        job=jobset(hosts(1, 1)),
+        status=state(api.RUNNING),
+        actions=(SuspendJob,),
+        claims=(Release, Release),
+        wakes=True,
+        kinds=("JobSet",),
+    ),
+    Row(
+        "suspend-kueue-jobset",
+        api.SUSPENDED,
+        "spec.suspend",
+        spec={**MULTI, "suspend": True, "queueName": "q"},
+        job=jobset(hosts(1, 1)),
+        status=state(api.RUNNING),
+        actions=(DeleteJob,),
+        claims=(Release, Release),
+        wakes=True,
+        kinds=("JobSet",),
+    ),
+    Row(
+        "kueue-pending-jobset",
+        api.QUEUED,
+        "waiting for Kueue to admit the JobSet",
+        spec={**MULTI, "queueName": "q"},
+        job=jobset(suspend=True),
+        status=state(api.ACCEPTED),
+    ),
     Row("no-system", api.QUEUED, "MultitaskSystem vision not found", system=False),
     Row("system-not-ready", api.QUEUED, "to be Ready (Bootstrapping: root)", system_status=BOOTING),
     Row("admitted", api.ACCEPTED, "trainer Job created", actions=(Create, Create), claims=(Claim,)),
@@ -291,6 +434,9 @@ ROWS = [
 ]
 
 
+ADMITTED = next(r for r in ROWS if r.id == "admitted")
+
+
 def world(row: Row, status: dict[str, Any] | None = None) -> Observed:
     return Observed(
         status=row.status if status is None else status,
@@ -301,6 +447,8 @@ def world(row: Row, status: dict[str, Any] | None = None) -> Observed:
         peers=row.peers,
         preemptions=row.preemptions,
         unschedulable=row.unschedulable,
+        jobset_api=row.jobset_api,
+        host_failure=row.host_failure,
     )
 
 
@@ -315,6 +463,9 @@ def test_introduction_plan(row: Row) -> None:
     assert p.state == row.state
     assert row.message in p.message, p.message
     assert tuple(type(a) for a in p.actions) == row.actions
+    if row.kinds:
+        kinds = tuple(a.body["kind"] if isinstance(a, Create) else a.kind for a in p.actions)
+        assert kinds == row.kinds
     assert tuple(type(c) for c in p.claims) == row.claims
     assert tuple(a.counter for a in p.announce if isinstance(a, Count)) == row.counts
     events = [a for a in p.announce if isinstance(a, Event) and a.reason != "Preempted"]
@@ -341,7 +492,7 @@ def test_introduction_plan(row: Row) -> None:
 
 
 def test_admitted_creates_configmap_then_job_announcing_the_launch() -> None:
-    p = plan(ROWS[2])
+    p = plan(ADMITTED)
     cm, jb = p.actions
     assert isinstance(cm, Create) and isinstance(jb, Create)
     assert (cm.body["kind"], jb.body["kind"]) == ("ConfigMap", "Job")
@@ -355,7 +506,7 @@ def test_admitted_creates_configmap_then_job_announcing_the_launch() -> None:
 def test_first_introduction_into_an_empty_store_creates_the_root(empty: bool) -> None:
     """No root bootstrap on the system: the first introduction's trainer creates the root (it
     skips that when the store holds one); the ConfigMap and Job stay the introduction's."""
-    cm, jb = plan(replace(ROWS[2], system_status={**READY, "storeEmpty": empty})).actions
+    cm, jb = plan(replace(ADMITTED, system_status={**READY, "storeEmpty": empty})).actions
     assert isinstance(cm, Create) and isinstance(jb, Create)
     assert IntroduceConfig.from_json(cm.body["data"]["config.json"]).bootstrap_root is empty
     owners = [b["metadata"]["ownerReferences"][0]["name"] for b in (cm.body, jb.body)]
@@ -394,3 +545,12 @@ def test_no_forgetting_progress_becomes_a_condition() -> None:
     conditions = {c["type"]: c for c in plan(row).status["conditions"]}
     assert conditions[api.NO_FORGETTING]["status"] == "False"
     assert conditions[api.NO_FORGETTING]["reason"] == "ForgettingDetected"
+
+
+def test_a_bad_default_slice_names_the_systems_field() -> None:
+    bad = {"type": "tpu", "tpu": {**V5E_4X4["tpu"], "topology": "4x4", "chips": 8}}
+    system = merged(SYSTEM, defaults={**SYSTEM["spec"]["defaults"], "accelerator": bad})
+    world = Observed(status={}, now=NOW, system=parse_system(system), system_status=READY)
+    p = plan_introduction(parse_introduction(INTRO), world, S)
+    assert p.state == api.FAILED
+    assert "MultitaskSystem vision spec.defaults.accelerator.tpu.chips must be 4" in p.message

@@ -144,3 +144,37 @@ def test_system_summary_from_succeeded_introductions() -> None:
     assert st["taskParams"]["digits"]["introduction"] == "d1"
     assert st["totalParams"] == 99 and st["activeIntroductions"] == 1
     assert st["lastPublish"] == "t2"
+
+
+V5E_4X4 = {
+    "type": "tpu",
+    "tpu": {"accelerator": "tpu-v5-lite-podslice", "topology": "4x4", "chips": 4},
+}
+
+
+def _multi_host_system() -> Any:
+    defaults = {**SYSTEM["spec"]["defaults"], "accelerator": V5E_4X4}
+    return parse_system(merged(SYSTEM, rootModel=BOOT, defaults=defaults))
+
+
+def test_a_multi_host_default_bootstraps_the_root_as_a_jobset() -> None:
+    system = _multi_host_system()
+    p = plan_system(system, SystemObserved(status={}, now=NOW, storage=EMPTY), S)
+    _configmap, created = p.actions
+    assert isinstance(created, Create) and created.body["kind"] == "JobSet"
+    assert created.body["metadata"]["name"] == "mti-vision-bootstrap"
+    assert created.body["metadata"]["ownerReferences"][0]["kind"] == "MultitaskSystem"
+    assert created.on_created is not None and "root bootstrap JobSet" in created.on_created.message
+    done = {"kind": "JobSet", **job({"conditions": [{"type": "Completed", "status": "True"}]})}
+    observed = SystemObserved(status={}, now=NOW, storage=EMPTY, bootstrap_job=done)
+    ready = {c["type"]: c for c in plan_system(system, observed, S).status["conditions"]}
+    assert ready[api.READY]["status"] == "True"
+
+
+def test_a_multi_host_bootstrap_without_jobset_says_so() -> None:
+    observed = SystemObserved(status={}, now=NOW, storage=EMPTY, jobset_api=False)
+    p = plan_system(_multi_host_system(), observed, S)
+    assert p.actions == ()
+    conditions = {c["type"]: c for c in p.status["conditions"]}
+    assert conditions[api.READY]["reason"] == "JobSetNotInstalled"
+    assert "install JobSet" in conditions[api.READY]["message"]

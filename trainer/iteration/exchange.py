@@ -124,6 +124,7 @@ class Exchange:
         self.here = attempt_prefix(task, attempt)
         self.should_stop = should_stop
         self.poll_seconds = poll_seconds
+        self._seen: dict[str, tuple[int, Record | None]] = {}  # key -> (generation, record)
 
     # -- records -------------------------------------------------------------------------
     def stored(self, generation: int, plans: Sequence[ChildPlan]) -> dict[int, Record]:
@@ -136,7 +137,7 @@ class Exchange:
             if not (name.startswith("c") and name.endswith(".json") and name[1:-5].isdigit()):
                 continue
             k = int(name[1:-5])
-            record = self._read(info.key) if k < len(plans) else None
+            record = self._cached(info.key, info.generation) if k < len(plans) else None
             if record is not None and record.plan == plan_digest(plans[k]):
                 found[k] = record
         return found
@@ -239,6 +240,15 @@ class Exchange:
         reason = aborted(self.store, self.task, self.attempt)
         if reason:
             raise ExchangeAborted(reason)
+
+    def _cached(self, key: str, generation: int) -> Record | None:
+        """A record as last read, unless its object changed since (a gather's polls list the
+        folder each time but read each record once: O(candidates) reads, not per poll)."""
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != generation:
+            seen = (generation, self._read(key))
+            self._seen[key] = seen
+        return seen[1]
 
     def _read(self, key: str) -> Record | None:
         try:

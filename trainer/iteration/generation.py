@@ -108,7 +108,15 @@ class GenerationTraining:
         ks = list(range(len(plans)))  # the candidates trained here: all, or this worker's share
         if self.exchange is not None:
             done = self.exchange.stored(gen, plans)
-            ks = [k for k in self.exchange.worker.share(len(plans)) if k not in done]
+            share = self.exchange.worker.share(len(plans))
+            ks = [k for k in share if k not in done]
+            if len(ks) < len(share):  # only an earlier attempt can have stored our share
+                w = self.exchange.worker
+                reused = [k for k in share if k in done]
+                self.progress.log(
+                    f"task {cfg.task}: generation {gen + 1}: worker {w.rank + 1}/{w.count} "
+                    f"reuses candidates {reused} an earlier attempt stored, trains {ks or 'none'}"
+                )
         self.bar = bar = self.progress.bar(
             len(ks) * steps,
             f"{cfg.task} it{it.iteration} gen {gen + 1}/{budget.generations}",

@@ -24,6 +24,11 @@
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# multi-host trainer JobSets (jobset.x-k8s.io, one pod per TPU host or GPU node): created,
+# suspended/resumed by patch, deleted to stop a Kueue JobSet; watched for their status.
+- apiGroups: ["jobset.x-k8s.io"]
+  resources: ["jobsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # the trainer's rendered config (created once; deleted with its owner by the GC).
 - apiGroups: [""]
   resources: ["configmaps"]
