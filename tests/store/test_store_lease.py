@@ -22,10 +22,11 @@ def test_first_holder_wins_a_live_second_is_refused(objects: ObjectStore) -> Non
             b.acquire(poll=0.02)  # sees a's renewals: a is alive
         a.confirm()
         assert not a.lost
-    # released on exit: a successor takes it at once
-    t0 = time.monotonic()
-    with Lease(objects, "t", holder="c", ttl=30) as c:
-        assert time.monotonic() - t0 < 5 and c.generation is not None
+    # released on exit: a successor takes it at once (waiting for an hour-long ttl to expire
+    # instead would run into pytest-timeout, the only clock tests have)
+    assert json.loads(objects.read("tasks/t/lease.json")[0])["released"]
+    with Lease(objects, "t", holder="c", ttl=3600) as c:
+        assert c.generation is not None
 
 
 def test_silent_holder_is_taken_over_and_discovers_it(objects: ObjectStore) -> None:
@@ -50,8 +51,7 @@ def test_background_renewal_detects_the_loss(objects: ObjectStore) -> None:
         assert lease.generation != gen  # renewed meanwhile
         _, current = objects.read("tasks/t/lease.json")
         objects.write("tasks/t/lease.json", b'{"holder": "thief"}', if_generation=current)
-        deadline = time.monotonic() + 5
-        while not lease.lost and time.monotonic() < deadline:
+        while not lease.lost:  # bounded by pytest-timeout
             time.sleep(0.02)
         assert lease.lost
         with pytest.raises(LeaseLost, match="thief"):
@@ -62,18 +62,16 @@ def test_different_tasks_never_block_each_other(objects: ObjectStore) -> None:
     acquired: list[str] = []
 
     def hold(task: str) -> None:
-        with Lease(objects, task, ttl=5):
+        with Lease(objects, task, ttl=3600):  # a wait for another task's lease never ends
             acquired.append(task)
             time.sleep(0.2)
 
     threads = [threading.Thread(target=hold, args=(f"task{i}",)) for i in range(4)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sorted(acquired) == [f"task{i}" for i in range(4)]
-    assert time.monotonic() - t0 < 4
 
 
 def test_ttl_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
