@@ -1,6 +1,7 @@
 """Build a task's train/validation/test data from its ``DatasetConfig`` (``load_task``).
 
-Order of operations: load the source; resolve the three split specs and refuse any overlap
+Order of operations: load the source; resolve ``auto`` splits (:func:`auto_splits`: the
+source's own validation split when it has one); resolve the three split specs and refuse any overlap
 between them (validation never shares examples with test or train); select; keep/relabel
 classes (``labels`` or ``label_map``); apply ``transform``; truncate train to
 ``max_train_examples``.
@@ -18,7 +19,7 @@ from mutask.trainer.config import DatasetConfig
 from mutask.trainer.data.arrays import ImageSplit, Source
 from mutask.trainer.data.errors import DatasetError
 from mutask.trainer.data.sources import SourceCache, load_source
-from mutask.trainer.data.splits import overlap, resolve_split, select_split
+from mutask.trainer.data.splits import overlap, parse_split, resolve_split, select_split
 
 TRANSFORMS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType(
     {
@@ -73,7 +74,8 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
             task, "dataset.max_train_examples", cfg.max_train_examples, "must be an integer >= 1"
         )
     source = load_source(cfg.source, task=task, cache=cache)
-    specs = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
+    given = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
+    specs = auto_splits(source, given, task)
     ranges = {
         name: resolve_split(source, spec, task, field=f"dataset.{name}_split")
         for name, spec in specs.items()
@@ -111,6 +113,40 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
     return TaskData(
         task, splits["train"], splits["validation"], splits["test"], num_classes, source.name
     )
+
+
+AUTO = "auto"
+VALIDATION_BASES = ("validation", "val")
+
+
+def auto_splits(source: Source, specs: Mapping[str, str], task: str = "?") -> dict[str, str]:
+    """``specs`` with every ``auto`` resolved: validation is the source's own validation
+    split (a base split named ``validation`` or ``val``, e.g. an .npz's ``x_val``), else
+    ``train[90%:]``; train is all of ``train`` when validation takes nothing from it, else
+    ``train[:90%]`` beside the default ``train[90%:]`` (any other validation cut from
+    ``train`` needs an explicit ``train_split``)."""
+    own = next((b for b in VALIDATION_BASES if b in source.splits), None)
+    resolved = dict(specs)
+    if resolved.get("validation") == AUTO:
+        resolved["validation"] = own or "train[90%:]"
+    if resolved.get("train") == AUTO:
+        validation = resolved["validation"]
+        bases = {
+            s.base for s in parse_split(validation, task=task, field="dataset.validation_split")
+        }
+        if "train" not in bases:
+            resolved["train"] = "train"
+        elif validation == "train[90%:]":
+            resolved["train"] = "train[:90%]"
+        else:
+            raise DatasetError(
+                task,
+                "dataset.train_split",
+                AUTO,
+                f"dataset.validation_split={validation!r} takes examples from train: give "
+                "the training examples explicitly too, e.g. train[:80%] beside train[80%:]",
+            )
+    return resolved
 
 
 def class_table(task: str, cfg: DatasetConfig, source: Source) -> tuple[np.ndarray | None, int]:
