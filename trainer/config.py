@@ -47,12 +47,14 @@ class DatasetConfig:
     / ``gs://`` URI of an ``.npz`` file with ``x_train``/``y_train`` (and optionally
     ``x_test``/``y_test``) or ``images``/``labels`` arrays, or a folder of idx(.gz) files.
     Splits use the TFDS slice syntax over the source's base splits: ``train``, ``test``,
-    ``train[:95%]``, ``train[95%:]``, ``test[:1000]``.
+    ``train[:95%]``, ``train[95%:]``, ``test[:1000]``. ``auto`` (train and validation): the
+    source's own validation split when it has one (``x_val``/``x_validation`` in an .npz)
+    and all of ``train``, else ``train[90%:]`` and ``train[:90%]``.
     """
 
     source: str = "digits"
-    train_split: str = "train[:90%]"
-    validation_split: str = "train[90%:]"
+    train_split: str = "auto"
+    validation_split: str = "auto"
     test_split: str = "test"
     labels: list[int] | None = None
     label_map: dict[str, int] | None = None
@@ -62,14 +64,37 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """How much evolution and training one task iteration gets (spec: G, K, V, N)."""
+    """How much evolution and training one task iteration gets (spec: G, K, V, N).
+
+    The task's budget is G * K * V rounds of N steps of ``batch_size`` examples (the even
+    split of plain µ2Net). ``steps_per_round`` = 0 derives N from the data: the budget is
+    then ``epochs`` passes over the task's training set (an epoch counted as at most
+    ``EPOCH_CAP`` examples), at least ``MIN_STEPS_PER_ROUND`` steps a round. With
+    ``halving`` only the better half of a generation's candidates trains on after each
+    round (the winner still gets all V rounds); with ``final_training`` the rounds halving
+    saved train the retained path further. See ``BUDGETS`` for the presets.
+    """
 
     generations: int = 2
-    candidates: int = 4
-    validation_rounds: int = 2
-    steps_per_round: int = 50
+    candidates: int = 8
+    validation_rounds: int = 4
+    steps_per_round: int = 0
+    epochs: float = 4.0
+    halving: bool = True
+    final_training: bool = True
     batch_size: int = 64
     max_validation_examples: int = 10_000
+
+
+EPOCH_CAP = 50_000  # an epoch of a large training set counts as this many examples
+MIN_STEPS_PER_ROUND = 10
+
+# `--budget NAME`: every field of a preset can still be overridden on its own.
+BUDGETS: dict[str, BudgetConfig] = {
+    "quick": BudgetConfig(generations=1, candidates=4, validation_rounds=3, epochs=2.0),
+    "default": BudgetConfig(),
+    "thorough": BudgetConfig(generations=3, candidates=8, validation_rounds=4, epochs=6.0),
+}
 
 
 @dataclass(frozen=True)
@@ -86,11 +111,17 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The root model: an architecture preset, image size, optional pretrained weights."""
+    """The root model: an architecture preset, image size, optional pretrained weights.
+
+    ``image_size`` = 0 takes the bootstrap data's own size (rounded up to a multiple of the
+    preset's patch). A root trained from scratch trains until its validation accuracy
+    stops improving, at most ``max_epochs`` passes over its training set.
+    """
 
     preset: str = "mu-tiny"
-    image_size: int = 16
+    image_size: int = 0
     weights: str | None = None
+    max_epochs: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -119,13 +150,20 @@ class IntroduceConfig:
             "generations",
             "candidates",
             "validation_rounds",
-            "steps_per_round",
             "batch_size",
             "max_validation_examples",
         ):
             value = getattr(b, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"budget.{name}", value, "must be an integer >= 1")
+        if not isinstance(b.steps_per_round, int) or b.steps_per_round < 0:
+            raise ConfigError(
+                "budget.steps_per_round",
+                b.steps_per_round,
+                "must be an integer >= 0 (0: derived from budget.epochs and the data)",
+            )
+        if not 0.0 < b.epochs <= 1000.0:
+            raise ConfigError("budget.epochs", b.epochs, "must be in (0, 1000]")
         s = self.search
         if not 0.0 < s.size_scale <= 1.0:
             raise ConfigError("search.size_scale", s.size_scale, "must be in (0, 1]")
@@ -145,8 +183,12 @@ class IntroduceConfig:
             raise ConfigError(
                 "workers", self.workers, "must be an integer >= 1, or null for one per CPU core"
             )
-        if self.model.image_size < 4:
-            raise ConfigError("model.image_size", self.model.image_size, "must be >= 4")
+        if self.model.image_size != 0 and self.model.image_size < 4:
+            raise ConfigError(
+                "model.image_size", self.model.image_size, "must be >= 4, or 0 for the data's own"
+            )
+        if not 0.0 < self.model.max_epochs <= 1000.0:
+            raise ConfigError("model.max_epochs", self.model.max_epochs, "must be in (0, 1000]")
         if self.dataset.labels is not None and self.dataset.label_map is not None:
             raise ConfigError(
                 "dataset.labels", self.dataset.labels, "use either labels or label_map, not both"

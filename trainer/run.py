@@ -1,4 +1,5 @@
-"""A trainer pod's main: signals, progress sinks, the device, one task iteration, exit code.
+"""A trainer pod's main: signals, progress sinks, the device, one task iteration, exit code;
+and `mutask bootstrap`'s (the root alone).
 
 `mutask introduce` (what the operator's Job runs) ends here: SIGTERM stops training at the
 next step (exit 75, finished generations checkpointed), a fenced-off writer exits 3,
@@ -23,6 +24,43 @@ from mutask.trainer.runtime.signals import StopFlag
 from mutask.trainer.runtime.threads import requested_cpus
 from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import Interrupted
+
+
+def run_bootstrap(cfg: IntroduceConfig, *, quiet: bool = False) -> int:
+    """`mutask bootstrap`: train (or load) the root of an empty store; SIGTERM stops it."""
+    stop = StopFlag()
+    stop.install()
+    device = select_device(cfg.device, cfg.precision)
+    engine = Engine(
+        SystemStore.open(cfg.store),
+        device,
+        should_stop=stop,
+        progress_bars=not quiet,
+        workers=cfg.workers,
+        cpus=requested_cpus(os.environ),
+    )
+    print(f"mutask: root on {device.describe()}, store {engine.store.uri}", file=sys.stderr)
+    try:
+        manifest = bootstrap_root(engine, cfg)
+    except Interrupted:
+        print("mutask: stopped by signal; nothing was published", file=sys.stderr)
+        return ExitCode.PREEMPTED
+    print(
+        json.dumps(
+            {
+                "task": ROOT_TASK,
+                "trained_on": manifest.get("bootstrap_task"),
+                "test_accuracy": manifest["test_accuracy"],
+                "params": manifest["params"],
+                "image_size": manifest["shape"]["image_size"],
+                **manifest.get("training", {}),
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
+    return ExitCode.OK
 
 
 def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool = True) -> int:
@@ -74,6 +112,7 @@ def run_introduction(cfg: IntroduceConfig, *, quiet: bool = False, verify: bool 
                 "test_accuracy": m["test_accuracy"],
                 "params": m["params"],
                 "seconds": round(out.seconds, 1),
+                "examples": out.examples,
                 "no_forgetting_verified": not bad,
             },
             indent=2,

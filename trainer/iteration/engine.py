@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ from mutask.trainer.evolution import (
     TaskIteration,
     run_generations,
 )
+from mutask.trainer.iteration.budget import plan as budget_plan
+from mutask.trainer.iteration.final import train_final
 from mutask.trainer.iteration.generation import GenerationTraining, search_space
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.progress import Progress, ProgressSink
@@ -56,6 +58,7 @@ class IntroductionOutcome:
     verifications: list[Verification]
     seconds: float
     candidates_trained: int
+    examples: int = 0  # training examples every candidate and the final phase trained on
 
 
 class Engine:
@@ -86,7 +89,7 @@ class Engine:
         self.progress = Progress(list(sinks), progress_bars, log)
         self.should_stop = should_stop
         self.lockstep = lockstep
-        self.data = TaskDataCache(device.device)
+        self.data = TaskDataCache(device.device, lambda line: self.progress.log(line))
         self._pool: ComponentPool | None = None
 
     @property
@@ -158,6 +161,8 @@ class Engine:
                 0,
             )
         data = self.task_data(cfg, system.shape.image_size)
+        budget = budget_plan(cfg.budget, int(data.train[1].shape[0]))
+        self.log(f"task {cfg.task}: {budget.describe()}")
         it = TaskIteration(
             system,
             cfg.task,
@@ -173,8 +178,10 @@ class Engine:
             ),
             np.random.default_rng(derive_seed(cfg.seed, cfg.task, iteration)),
             iteration,
+            label_space=data.label_space,
         )
         resume.restore(it, pool)
+        restored = it.generation  # generations a killed run already trained
         workers = (
             self.cpu.candidate_workers(self.device.kind, cfg.budget.candidates)
             if self.lockstep
@@ -187,6 +194,7 @@ class Engine:
             data,
             self.device,
             self.progress,
+            budget.steps_per_round,
             workers=workers,
             lockstep=self.lockstep,
             should_stop=self.should_stop,
@@ -199,6 +207,23 @@ class Engine:
             resume.save(it, pool)
 
         run_generations(it, training.train, on_report=training.report, on_generation=end_generation)
+        examples = training.examples + restored * budget.search_examples // cfg.budget.generations
+        best_now = it.best
+        searched = best_now.quality if best_now is not None else None
+        if budget.final is not None and best_now is not None:
+            final = train_final(
+                it,
+                pool,
+                best_now,
+                budget.final,
+                cfg,
+                data,
+                training.validation,
+                self.device,
+                self.progress,
+                self.should_stop,
+            )
+            examples += final.examples
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
@@ -223,7 +248,17 @@ class Engine:
                     known=it.known,
                     previous=previous,
                     started=started,
-                    extra={"run": resume.run},  # a restarted run sees this one landed
+                    extra={
+                        "run": resume.run,  # a restarted run sees this one landed
+                        "training": {
+                            "examples": examples,
+                            "seconds": round(time.perf_counter() - started, 1),
+                            "steps_per_round": budget.steps_per_round,
+                            "search_quality": searched,  # the best's, before the final phase
+                            "final_examples": budget.final_examples,
+                            "budget": asdict(cfg.budget),
+                        },
+                    },
                 ),
                 expected=expected,
                 lease=lease,
@@ -235,6 +270,11 @@ class Engine:
             ) from err
         resume.clear()
         self._published(manifest, system, generation, best, time.perf_counter() - t0)
+        self.progress.emit(
+            event="trained",
+            examples_trained=examples,
+            training_seconds=manifest["training"]["seconds"],
+        )
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
         ok = all(v.ok for v in verifications)
         self.progress.emit(
@@ -248,6 +288,7 @@ class Engine:
             verifications,
             time.perf_counter() - started,
             training.trained,
+            examples,
         )
 
     def _published(
