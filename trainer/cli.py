@@ -45,7 +45,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        hidden = action.default is None or action.default is False  # 0 is shown
+        if "default" in text or hidden or action.default == argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 

@@ -77,7 +77,7 @@ def add_model(p: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         default=ModelConfig.image_size,
-        help="root image size (bootstrap); 0: the bootstrap data's own size",
+        help="root image size (bootstrap) (default: 0, the bootstrap data's own size)",
     )
     p.add_argument(
         "--max-epochs",

@@ -39,6 +39,13 @@ def run_bootstrap(cfg: IntroduceConfig, *, quiet: bool = False) -> int:
         workers=cfg.workers,
         cpus=requested_cpus(os.environ),
     )
+    if engine.store.read_manifest(ROOT_TASK) is not None:
+        print(
+            f"mutask: error: {engine.store.uri} already has a root model (a new root needs a "
+            "new store)",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
     print(f"mutask: root on {device.describe()}, store {engine.store.uri}", file=sys.stderr)
     try:
         manifest = bootstrap_root(engine, cfg)

@@ -412,7 +412,7 @@ def test_refine_refuses_strangers_and_paths_with_nothing_to_train(
     it = start(system, space)  # a revisit: its previous best is in the population
     previous = it.population[0]
     assert it.own_components(previous) == []  # published components are never trained
-    with pytest.raises(ValueError, match="nothing|no component"):
+    with pytest.raises(ValueError, match=r"nothing|no component"):
         it.refine(previous, 0.9)
     with pytest.raises(KeyError):
         it.refine(system.root, 0.9)

@@ -89,7 +89,7 @@ class Engine:
         self.progress = Progress(list(sinks), progress_bars, log)
         self.should_stop = should_stop
         self.lockstep = lockstep
-        self.data = TaskDataCache(device.device, lambda line: self.progress.log(line))
+        self.data = TaskDataCache(device.device)  # says on stderr when it resizes images
         self._pool: ComponentPool | None = None
 
     @property

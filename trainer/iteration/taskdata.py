@@ -8,6 +8,7 @@ space (:func:`label_space`: when two tasks' classes mean the same thing).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -61,11 +62,12 @@ def native_size(data: TaskData, patch: int = 1) -> int:
 class TaskDataCache:
     """Loads and prepares each (task, dataset, image size) once; owned by one engine.
 
-    ``log`` says when a task's images are resized to the system's size."""
+    ``log`` (default: standard error, so command output stays clean) says when a task's
+    images are resized to the system's size."""
 
-    def __init__(self, device: torch.device, log: Callable[[str], None] = print) -> None:
+    def __init__(self, device: torch.device, log: Callable[[str], None] | None = None) -> None:
         self.device = device
-        self.log = log
+        self.log = log or (lambda line: print(line, file=sys.stderr))
         self._raw: dict[str, TaskData] = {}
         self._cache: dict[str, DeviceTask] = {}
 
