@@ -81,6 +81,7 @@ TASKS: dict[str, DatasetConfig] = {
     "mnist": DatasetConfig(source="mnist", max_train_examples=2000),
 }
 FT_GRID = (0.003, 0.01, 0.03)
+FT_LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)  # the grid's extensions
 
 
 def variants(preset: str) -> dict[str, tuple[BudgetConfig, bool]]:
@@ -185,21 +186,39 @@ def finetune_one(
 
 
 def finetune(args: argparse.Namespace, root: Path, device: Any, names: list[str]) -> dict:
+    """Per task the best fine-tune of the grid (extended by one rung, up to twice, while the
+    best learning rate is at an edge), by validation accuracy."""
     cache = args.out / f"finetune-{args.preset}.json"
     done: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
     engine = Engine(SystemStore.open(str(root)), device, progress_bars=False)
+    size = engine.load(args.seed)[0].shape.image_size
+    out = {}
     for name in names:
-        if name in done:
-            continue
-        size = engine.load(args.seed)[0].shape.image_size
+        runs = {f"{r['lr']:g}": r for r in done.get(name, {}).get("grid", [])}
         data = engine.task_data(task_config(args, name, root, BudgetConfig()), size)
-        t0 = time.perf_counter()
-        runs = [finetune_one(engine, data, lr, args, name) for lr in FT_GRID]
-        best = max(runs, key=lambda r: r["val"])
-        done[name] = {**best, "grid": runs, "seconds": time.perf_counter() - t0}
+        grid = list(FT_GRID)
+        for _ in range(3):
+            for lr in grid:
+                if f"{lr:g}" not in runs:
+                    t0 = time.perf_counter()
+                    runs[f"{lr:g}"] = finetune_one(engine, data, lr, args, name)
+                    runs[f"{lr:g}"]["seconds"] = time.perf_counter() - t0
+            best = max(runs.values(), key=lambda r: r["val"])
+            ladder = sorted(runs.values(), key=lambda r: r["lr"])
+            i = FT_LADDER.index(best["lr"])
+            if best is ladder[-1] and i + 1 < len(FT_LADDER):
+                grid = [FT_LADDER[i + 1]]
+            elif best is ladder[0] and i > 0:
+                grid = [FT_LADDER[i - 1]]
+            else:
+                break
+        seconds = sum(r.get("seconds", 0.0) for r in runs.values())
+        done[name] = {**best, "grid": sorted(runs.values(), key=lambda r: r["lr"])}
+        done[name]["seconds"] = seconds
         print(f"finetune {name}: {best}", flush=True)
         cache.write_text(json.dumps(done, indent=1))
-    return {n: done[n] for n in names}
+        out[name] = done[name]
+    return out
 
 
 # -- mutask -------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from mutask.trainer.training import Candidate, Momentum, TrainSettings
 
 # SGD on a ViT trained from scratch needs a larger step than the spec's fine-tuning default
 # (0.01): on the demo's MNIST root, 0.1 reaches ~0.90 validation accuracy in 600 steps where
-# 0.01 stays under 0.5. Children inherit the root's hparams, then tune them.
+# 0.01 stays under 0.5. The root trains at SCRATCH_LR without augmentation; its path records
+# the search space's defaults, which is where its children start (then tune them).
 SCRATCH_LR = 0.1
 MIN_GAIN = 0.005  # a stage that adds less validation accuracy than this ends the training
 ROUNDS_PER_STAGE = 2  # validations per stage (best-checkpoint selection)
@@ -82,7 +83,6 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
             if new.component.name in weights:
                 module.load_state_dict(weights[new.component.name])
     else:
-        hparams["opt_lr"] = SCRATCH_LR
         data = engine.task_data(cfg, shape.image_size)
         plan = fresh_plan(
             f"{ROOT_TASK}~0",
@@ -159,7 +159,7 @@ def _train_from_scratch(
     training examples it took."""
     own = [pool.materialize(n) for n in plan.new]
     model = pool.model(plan.path)
-    hparams = plan.path.hparams
+    hparams = {**plan.path.hparams, "opt_lr": SCRATCH_LR}
     limit = cfg.budget.max_validation_examples
     validation = (data.validation[0][:limit], data.validation[1][:limit])
     stream = BatchStream(
