@@ -39,7 +39,14 @@ from typing import Any
 
 import torch
 
-from mutask.trainer.config import BUDGETS, BudgetConfig, DatasetConfig, IntroduceConfig, ModelConfig
+from mutask.trainer.config import (
+    BUDGETS,
+    BudgetConfig,
+    DatasetConfig,
+    IntroduceConfig,
+    ModelConfig,
+    SearchConfig,
+)
 from mutask.trainer.data import Augmenter, BatchStream
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine
@@ -84,14 +91,16 @@ FT_GRID = (0.003, 0.01, 0.03)
 FT_LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)  # the grid's extensions
 
 
-def variants(preset: str) -> dict[str, tuple[BudgetConfig, bool]]:
-    """Variant name -> (budget, heads started from the parent's head)."""
+def variants(preset: str) -> dict[str, tuple[BudgetConfig, bool, float]]:
+    """Variant name -> (budget, heads started from the parent's head, size scale s)."""
     default = BUDGETS[preset]
     return {
-        "even": (replace(default, halving=False, final_training=False), True),
-        "halving": (replace(default, final_training=False), True),
-        "default": (default, True),
-        "no-head-start": (default, False),
+        "even": (replace(default, halving=False, final_training=False), True, 1.0),
+        "halving": (replace(default, final_training=False), True, 1.0),
+        "default": (default, True, 1.0),
+        "no-head-start": (default, False, 1.0),
+        "s0.9": (default, True, 0.9),
+        "s0.7": (default, True, 0.7),
     }
 
 
@@ -101,6 +110,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--preset", default="mu-tiny")
     p.add_argument("--root-store", type=Path, help="an existing root store (copied)")
     p.add_argument("--root-epochs", type=float, default=12.0, help="root's max epochs")
+    p.add_argument("--root-train", type=int, help="cap the root's training examples")
     p.add_argument("--variants", default="even,halving,default,no-head-start")
     p.add_argument("--budget", default="default", choices=sorted(BUDGETS), help="base preset")
     p.add_argument("--tasks", default=",".join(TASKS))
@@ -122,7 +132,7 @@ def root_store(args: argparse.Namespace, device: Any) -> Path:
     if not path.exists():
         cfg = IntroduceConfig(
             task="fashion",
-            dataset=ROOT,
+            dataset=replace(ROOT, max_train_examples=args.root_train),
             store=str(path),
             model=ModelConfig(preset=args.preset, max_epochs=args.root_epochs),
             seed=args.seed,
@@ -228,7 +238,7 @@ def run_variant(
     cache = args.out / f"mutask-{args.preset}-{args.budget}-{name}.json"
     if cache.exists():
         return dict(json.loads(cache.read_text()))
-    budget, head_start = variants(args.budget)[name]
+    budget, head_start, size_scale = variants(args.budget)[name]
     store = args.out / f"store-{args.preset}-{args.budget}-{name}"
     shutil.rmtree(store, ignore_errors=True)
     shutil.copytree(root, store)
@@ -238,7 +248,9 @@ def run_variant(
         engine.task_data = lambda cfg, size: replace(plain(cfg, size), label_space="")  # type: ignore[method-assign]
     tasks: dict[str, Any] = {}
     for task in names:
-        out = engine.introduce(task_config(args, task, store, budget), verify=False)
+        task_cfg = task_config(args, task, store, budget)
+        task_cfg = replace(task_cfg, search=SearchConfig(size_scale=size_scale))
+        out = engine.introduce(task_cfg, verify=False)
         m = out.manifest
         tasks[task] = {
             "test": m["test_accuracy"],

@@ -210,6 +210,7 @@ class Engine:
         examples = training.examples + restored * budget.search_examples // cfg.budget.generations
         best_now = it.best
         searched = best_now.quality if best_now is not None else None
+        final_examples = 0
         if budget.final is not None and best_now is not None:
             final = train_final(
                 it,
@@ -223,7 +224,8 @@ class Engine:
                 self.progress,
                 self.should_stop,
             )
-            examples += final.examples
+            final_examples = final.examples
+        examples += final_examples
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
@@ -255,7 +257,7 @@ class Engine:
                             "seconds": round(time.perf_counter() - started, 1),
                             "steps_per_round": budget.steps_per_round,
                             "search_quality": searched,  # the best's, before the final phase
-                            "final_examples": budget.final_examples,
+                            "final_examples": final_examples,
                             "budget": asdict(cfg.budget),
                         },
                     },

@@ -239,6 +239,7 @@ class GenerationTraining:
             best_score=best.score if best else None,
             best_accuracy=best.quality if best else None,
             examples_per_second=result.examples_per_second,
+            examples_trained=self.examples,
             step_seconds=result.train_seconds / max(1, result.steps),
         )
 
