@@ -4,7 +4,10 @@ this host's devices, and are kept (momentum inherited) or dropped.
 :class:`GenerationTraining` is the ``train`` callback of the generation loop
 (:func:`~mutask.trainer.evolution.run_generations`) plus its ``on_report``: all candidates
 of a generation consume the same seeded batch stream, train in lockstep (one per core on a
-CPU) or one per device, and report their best validation quality at or above their bar.
+CPU) or one per device, round by round, and report their best validation quality at or
+above their bar. With ``budget.halving`` only the better half goes on after each round
+(successive halving, decided by :mod:`mutask.trainer.evolution.halving`); the rounds it
+saves pay for the retained path's final phase (:mod:`.final`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from tqdm.auto import tqdm
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.data import Augmenter
 from mutask.trainer.evolution import (
+    Halving,
+    HValue,
     Offspring,
     Path,
     Report,
@@ -24,6 +29,7 @@ from mutask.trainer.evolution import (
     TaskIteration,
     ViTShape,
     large_space,
+    survivors,
 )
 from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
 from mutask.trainer.iteration.progress import Progress
@@ -32,30 +38,53 @@ from mutask.trainer.iteration.taskdata import DeviceTask
 from mutask.trainer.runtime.device import DeviceChoice
 from mutask.trainer.training import (
     Batch,
+    Candidate,
     CandidateResult,
+    Interrupted,
+    Lockstep,
     Momentum,
+    OneByOne,
+    Placed,
     TrainSettings,
-    train_generation,
-    train_placed,
 )
+from mutask.trainer.training.lockstep import GenerationTrainer
+
+# Where a system's own defaults differ from the spec's (ViT-L at 384 px): measured on
+# mu-tiny at 28 px (docs/benchmarks.md, "Levers"). Random crops down to 5 % of the area and
+# left-right flips cost 5 points on a Fashion-MNIST task (a 6x6 crop of a 28x28 image is
+# noise); SGD at 0.01 trails 0.03-0.1 for these small ViTs. Evolution still tunes both.
+SMALL_IMAGE = 64  # px: at or below, no augmentation by default
+SMALL_MODEL = 256  # hidden size: at or below, opt_lr starts at 0.05
+SMALL_IMAGE_DEFAULTS: dict[str, HValue] = {"ds_crop": False, "ds_flip_left_right": False}
+SMALL_MODEL_DEFAULTS: dict[str, HValue] = {"opt_lr": 0.05}
 
 
 def search_space(cfg: IntroduceConfig, shape: ViTShape) -> SearchSpace:
-    """The µ2Net search space of ``cfg`` for a system of ``shape``."""
+    """The µ2Net search space of ``cfg`` for a system of ``shape``: the spec's ladders,
+    with defaults that suit small images and small models (see above)."""
+    defaults: dict[str, HValue] = {}
+    if shape.image_size <= SMALL_IMAGE:
+        defaults.update(SMALL_IMAGE_DEFAULTS)
+    if shape.hidden <= SMALL_MODEL:
+        defaults.update(SMALL_MODEL_DEFAULTS)
     return large_space(
         max_layers=shape.depth,
         adapters=cfg.search.adapters,
         per_action_mu=cfg.search.per_action_mu,
         tune_depth=cfg.search.tune_depth,
         image_size=shape.image_size,
+        defaults=defaults,
     )
 
 
-def train_settings(cfg: IntroduceConfig, device: DeviceChoice) -> TrainSettings:
-    """Each candidate's training budget and precision."""
+def train_settings(
+    cfg: IntroduceConfig, device: DeviceChoice, steps_per_round: int
+) -> TrainSettings:
+    """Each candidate's training budget (``steps_per_round``: see :mod:`.budget`) and
+    precision."""
     return TrainSettings(
         rounds=cfg.budget.validation_rounds,
-        steps_per_round=cfg.budget.steps_per_round,
+        steps_per_round=steps_per_round,
         autocast=device.autocast,
     )
 
@@ -71,6 +100,7 @@ class GenerationTraining:
         data: DeviceTask,
         device: DeviceChoice,
         progress: Progress,
+        steps_per_round: int,
         *,
         workers: int = 1,
         lockstep: bool = True,
@@ -83,7 +113,7 @@ class GenerationTraining:
         limit = cfg.budget.max_validation_examples
         self.validation = data.validation.tensors(limit)
         self.device = device
-        self.settings = train_settings(cfg, device)
+        self.settings = train_settings(cfg, device, steps_per_round)
         self.progress = progress
         self.workers = workers
         self.lockstep = lockstep
@@ -91,6 +121,7 @@ class GenerationTraining:
         self.results: list[tuple[CandidateResult, Momentum]] = []
         self.bar: tqdm[Never] | None = None
         self.trained = 0
+        self.examples = 0
 
     def train(self, offspring: Offspring) -> list[float | None]:
         """Train a generation's children; each one's best quality at or above its bar."""
@@ -98,9 +129,9 @@ class GenerationTraining:
         budget = cfg.budget
         gen = offspring.generation
         self.progress.emit(event="generation", generation=gen, generations=budget.generations)
-        steps = self.settings.rounds * self.settings.steps_per_round
+        halving = Halving(len(offspring.plans), self.settings.rounds, budget.halving)
         self.bar = bar = self.progress.bar(
-            len(offspring.plans) * steps,
+            halving.candidate_rounds * self.settings.steps_per_round,
             f"{cfg.task} it{it.iteration} gen {gen + 1}/{budget.generations}",
         )
         augmenter = Augmenter(offspring.data_hparams)
@@ -115,42 +146,72 @@ class GenerationTraining:
         devices = self.device.devices
         n = len(devices)
         try:
+            score_fns = [_score_fn(it, plan.path) for plan in offspring.plans]
             candidates = [  # materialised in candidate order; candidate k on devices[k % n]
-                pool_candidate(
-                    pool, plan, _score_fn(it, plan.path), it.bar(plan.path), k % n, devices[k % n]
-                )
+                pool_candidate(pool, plan, score_fns[k], it.bar(plan.path), k % n, devices[k % n])
                 for k, plan in enumerate(offspring.plans)
             ]
+            if self.should_stop is not None and self.should_stop():
+                raise Interrupted("stop requested before training")
+            trainer = self._trainer(candidates, batches, tick)
+            best: list[float | None] = [None] * len(candidates)
+            active = list(range(len(candidates)))
+            with trainer:
+                for r in range(halving.rounds):
+                    for k, quality in zip(active, trainer.train_round(active), strict=True):
+                        score, previous = score_fns[k](quality), best[k]
+                        best[k] = score if previous is None else max(previous, score)
+                    if r + 1 < halving.rounds:
+                        active = survivors(best, active, halving.active(r + 1))
+                self.results = trainer.finish()
             if n > 1:
-                self.results = train_placed(
-                    candidates,
-                    devices,
-                    batches,
-                    self.validation,
-                    self.settings,
-                    lockstep=self.lockstep,
-                    on_step=tick,
-                    should_stop=self.should_stop,
-                )
                 for plan in offspring.plans:
                     for cid in plan.trainable_ids:
                         pool.to_home(cid)
-            else:
-                self.results = train_generation(
-                    candidates,
-                    batches,
-                    self.validation,
-                    self.settings,
-                    lockstep=self.lockstep,
-                    workers=self.workers,
-                    on_step=tick,
-                    should_stop=self.should_stop,
-                )
         except BaseException:
             bar.close()
             raise
         self.trained += len(offspring.plans)
+        self.examples += sum(result.examples for result, _ in self.results)
         return [result.quality for result, _ in self.results]
+
+    def _trainer(
+        self,
+        candidates: list[Candidate],
+        batches: Callable[[], Iterator[Batch]],
+        tick: Callable[[int], None],
+    ) -> GenerationTrainer:
+        """A generation trainer for this host: one per device, lockstep, or one by one."""
+        devices = self.device.devices
+        if len(devices) > 1:
+            return Placed(
+                candidates,
+                devices,
+                batches,
+                self.validation,
+                self.settings,
+                lockstep=self.lockstep,
+                on_step=tick,
+                should_stop=self.should_stop,
+            )
+        if self.lockstep:
+            return Lockstep(
+                candidates,
+                batches(),
+                self.validation,
+                self.settings,
+                workers=self.workers,
+                on_step=tick,
+                should_stop=self.should_stop,
+            )
+        return OneByOne(
+            candidates,
+            batches,
+            self.validation,
+            self.settings,
+            on_step=tick,
+            should_stop=self.should_stop,
+        )
 
     def report(self, report: Report) -> None:
         """Keep a child that joined the population (with its momentum), drop the others."""
@@ -177,6 +238,7 @@ class GenerationTraining:
             best_score=best.score if best else None,
             best_accuracy=best.quality if best else None,
             examples_per_second=result.examples_per_second,
+            examples_trained=self.examples,
             step_seconds=result.train_seconds / max(1, result.steps),
         )
 
