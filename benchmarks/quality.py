@@ -32,7 +32,7 @@ import quality_suite as qs
 import torch
 from quality_cache import DEFAULT_CACHE, Cache
 from quality_methods import Baselines, NotCached, root
-from quality_report import aggregate, headline, plots, tables
+from quality_report import aggregate, headline, plot_root, plots, tables
 from quality_runs import DEFAULTS, Variant, run
 
 MUTASK_VARIANTS = (
@@ -58,6 +58,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("all", "baselines", "mutask"),
         default="all",
         help="train only one side; the other is reported from the cache where it is there",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(qs.METHODS),
+        help="baselines to train (comma-separated); the others are reported from the cache",
     )
     p.add_argument(
         "--workers",
@@ -94,8 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(args.seeds)
     rows: list[dict[str, Any]] = []
     shared: dict[str, int] = {}
-    baselines = Baselines(proto, cache, root_model, log, train=args.only != "mutask")
+    chosen = set(args.methods.split(","))
+    unknown = sorted(chosen - set(qs.METHODS))
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown} (known: {', '.join(qs.METHODS)})")
+    train = Baselines(proto, cache, root_model, log, train=args.only != "mutask")
+    cached = Baselines(proto, cache, root_model, log, train=False)
     for method in qs.METHODS:
+        baselines = train if method in chosen else cached
         shared[method] = baselines.shared_params(method)
         for seed in seeds:
             try:
@@ -144,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for method in qs.METHODS:
         for task in tasks:
             try:
-                c = baselines.choice(method, task)
+                c = cached.choice(method, task)
             except NotCached:
                 continue
             grid = ", ".join(
@@ -157,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "quality_table.md").write_text(table + "\n")
     (args.out / "quality_rows.json").write_text(json.dumps(rows, indent=1, default=str))
     plots(agg, tasks, args.out)
+    plot_root({f"{proto.image_size} px (the protocol's root)": root_info}, args.out)
     mutask_forgetting = [r["acc_own"] - r["acc_final"] for r in rows if r["method"] == "mutask"]
     assert all(f == 0.0 for f in mutask_forgetting), "mutask forgetting must be exactly 0"
     print(f"total wall time {time.perf_counter() - started:.0f} s")

@@ -38,7 +38,7 @@ import quality_mutask as qm
 import quality_suite as qs
 import torch
 from quality_cache import DEFAULT_CACHE, Cache
-from quality_methods import Baselines, root, sub_seed
+from quality_methods import Baselines, NotCached, root, sub_seed
 from quality_runs import DEFAULTS, Variant, final_phase, run
 from quality_train import accuracy, fit
 
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root(p, base, log)
         return base.path(p.root_key(), f"{p.root_final()}.safetensors")
 
-    b = Baselines(proto, cache, root_model, log)
+    b = Baselines(proto, cache, root_model, log, train=False)
     tasks = list(proto.tasks)
     wanted = None if args.variants == "all" else set(args.variants.split(","))
     results: dict[str, dict[str, Any]] = {}
@@ -179,8 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = run(variant, proto, 0, cache, weights, log)
             assert summary is not None
             results[variant.label] = summary
-    finetune = {t: b.run("finetune", t, 0, b.lr("finetune", t)) for t in tasks}
-    head = {t: b.run("head", t, 0, b.lr("head", t)) for t in tasks}
+    try:
+        finetune = {t: b.run("finetune", t, 0, b.lr("finetune", t)) for t in tasks}
+        head = {t: b.run("head", t, 0, b.lr("head", t)) for t in tasks}
+    except NotCached as err:
+        print(f"the baselines' seed 0 is not in the cache ({err}): run quality.py first")
+        return 1
     probes: dict[str, dict[str, Any]] = {}
     if not args.no_probes:
         probes["final phase"] = {t: final_phase(DEFAULTS, proto, 0, cache, t, log) for t in tasks}

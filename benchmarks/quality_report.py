@@ -166,3 +166,21 @@ def plots(agg: Mapping[str, Mapping[str, Any]], tasks: Sequence[str], out: Path)
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
     return written
+
+
+def plot_root(roots: Mapping[str, Mapping[str, Any]], out: Path) -> Path:
+    """Validation accuracy of the root(s) per epoch: the convergence evidence."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, info in roots.items():
+        ex, val = zip(*info["curve"], strict=True)
+        ax.plot([e / info["train_examples"] for e in ex], val, marker=".", label=label)
+    ax.set_xlabel("epochs over the root's training split")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(0.5, 1.0)
+    ax.legend(fontsize=8)
+    ax.set_title("Root (mu-tiny on Fashion-MNIST), trained to convergence")
+    fig.tight_layout()
+    path = out / "quality_root.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

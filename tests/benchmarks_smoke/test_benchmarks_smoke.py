@@ -7,7 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mutask.trainer.data.builtin import data_dirs
+from mutask.trainer.data.download import default_cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _fashion_mnist_offline() -> bool:
+    folders = [*data_dirs("fashion-mnist"), default_cache_dir() / "fashion-mnist"]
+    names = ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
+    return any((f / n).exists() for f in folders for n in names)
 
 
 def _run(args: list[str]) -> str:
@@ -42,6 +53,11 @@ def test_generation_benchmark_smoke() -> None:
     assert out.strip().splitlines()[-1].startswith("speed-up")
 
 
+@pytest.mark.skipif(
+    not _fashion_mnist_offline(),
+    reason="the quality protocol's root is trained on Fashion-MNIST, which is not installed "
+    "(apt-get install dataset-fashion-mnist, or set MUTASK_DATA_DIR)",
+)
 def test_quality_protocol_quick(tmp_path: Path) -> None:
     cache, out_dir = tmp_path / "cache", tmp_path / "out"
     args = ["benchmarks/quality.py", "--quick", "--cache", str(cache), "--out", str(out_dir)]
