@@ -115,9 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             for rec in recs:
                 choice = baselines.choice(method, rec["task"])
-                rows.append(
-                    {**rec, "acc_own": rec["test"], "search_examples": choice["search_examples"]}
-                )
+                search = int(rec["examples"]) + int(choice["pilot_examples"])
+                rows.append({**rec, "acc_own": rec["test"], "search_examples": search})
     for variant in MUTASK_VARIANTS:
         for seed in seeds:
             train = args.only != "baselines"
@@ -151,7 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *tables(agg, tasks),
     ]
-    lines += ["", "Learning rates chosen on validation (seed 0; grid: validation accuracy):", ""]
+    lines += [
+        "",
+        f"Learning rates chosen on validation (seed 0, {proto.task_pilot_epochs}-epoch pilots of "
+        "the real schedule; rate: best validation accuracy):",
+        "",
+    ]
     for method in qs.METHODS:
         for task in tasks:
             try:

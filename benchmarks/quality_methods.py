@@ -6,12 +6,14 @@ task: ``finetune`` (a full copy of the root, new head), ``head`` (frozen root, n
 ``adapters`` (frozen root, a residual adapter before every block, new head), ``scratch`` (a
 new ViT), ``sequential`` (one copy fine-tuned over the tasks in order, a head per task; earlier
 tasks can be forgotten). Each is trained to convergence (quality_train.fit) at the learning rate
-that seed 0 scores best on validation in its grid; other seeds reuse that rate.
+chosen on validation from its grid: seed 0 runs the first epochs of the real schedule (pilots)
+at every rate of the grid, and the best rate is then trained in full for every seed.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,10 +42,27 @@ def numel(*modules: nn.Module) -> int:
 def choose(run: Callable[[float], Record], grid: tuple[float, ...], extensions: int) -> float:
     """The grid's best learning rate on validation; the grid grows along ``LADDER`` (at most
     ``extensions`` times) while the best sits at its edge."""
+    vals: dict[float, float] = {}
+
+    def val(lr: float) -> float:
+        if lr not in vals:
+            vals[lr] = float(run(lr)["val"])
+        return vals[lr]
+
+    tried = choose_trace(grid, val, extensions)
+    return max(tried, key=lambda lr: (vals[lr], -lr))
+
+
+def choose_trace(
+    grid: tuple[float, ...], val: Callable[[float], float] | dict[float, float], extensions: int
+) -> list[float]:
+    """The learning rates :func:`choose` tries, in order (``val`` gives their scores)."""
+    score = val.__getitem__ if isinstance(val, dict) else val
     lrs = sorted(grid)
-    vals = {lr: float(run(lr)["val"]) for lr in lrs}
+    for lr in lrs:
+        score(lr)
     for _ in range(extensions):
-        best = max(lrs, key=lambda lr: (vals[lr], -lr))
+        best = max(lrs, key=lambda lr: (score(lr), -lr))
         i = LADDER.index(best)
         nxt = None
         if best == lrs[0] and i > 0:
@@ -52,9 +71,9 @@ def choose(run: Callable[[float], Record], grid: tuple[float, ...], extensions: 
             nxt = LADDER[i + 1]
         if nxt is None:
             break
-        vals[nxt] = float(run(nxt)["val"])
-        lrs = sorted(vals)
-    return max(lrs, key=lambda lr: (vals[lr], -lr))
+        score(nxt)
+        lrs = sorted([*lrs, nxt])
+    return lrs
 
 
 def _fit_record(f: Fit, lr: float) -> Record:
@@ -127,6 +146,7 @@ class Baselines:
     ) -> None:
         self.proto, self.cache, self.root, self.log = proto, cache, root_model, log
         self.train = train
+        self.folder = proto.baseline_key()
         self.data: dict[str, qm.TaskTensors] = {}
         self.sources = qm.source_cache()
         self._features: dict[str, tuple[torch.Tensor, ...]] = {}
@@ -139,33 +159,44 @@ class Baselines:
             )
         return self.data[name]
 
-    # -- one run -------------------------------------------------------------------------
-    def run(self, method: str, task: str, seed: int, lr: float) -> Record:
-        folder = ("baselines", method, task, f"seed{seed}")
+    # -- one run ---------------------------------------------------------------------------
+    def run(self, method: str, task: str, seed: int, lr: float, pilot: bool = False) -> Record:
+        """One run, trained in full or (``pilot``) for the first epochs of its schedule."""
+        sub = f"pilot-e{self.proto.task_pilot_epochs}" if pilot else f"seed{seed}"
+        folder = (self.folder, method, task, sub)
         rec = self.cache.load(*folder, lr_name(lr))
         if rec is not None:
             return rec
         if not self.train:
             raise NotCached("/".join((*folder, lr_name(lr))))
-        self.log(f"{method} {task} seed {seed} lr {lr:g}")
+        self.log(f"{method} {task} {sub} lr {lr:g}")
         data = self.task(task)
         s = sub_seed(seed, method, task)
         sched = replace(self.proto.task, lr=lr)
+        stop = self.proto.task_pilot_epochs if pilot else None
         if method == "head":
             head = qm.new_head(self.root, data.num_classes, s)
             ftr, fva, fte = self._trunk_features(task)
-            f = fit(head, [head], (ftr, data.train[1]), (fva, data.validation[1]), sched, s)
+            f = fit(
+                head,
+                [head],
+                (ftr, data.train[1]),
+                (fva, data.validation[1]),
+                sched,
+                s,
+                stop_epoch=stop,
+            )
             rec = {**_fit_record(f, lr), "test": accuracy(head, (fte, data.test[1]))}
             rec["task_params"] = numel(head)
         else:
             model, own = self._build(method, task, seed, s, data.num_classes)
-            f = fit(model, own, data.train, data.validation, sched, s)
+            f = fit(model, own, data.train, data.validation, sched, s, stop_epoch=stop)
             rec = {**_fit_record(f, lr), "test": accuracy(model, data.test)}
             rec["task_params"] = numel(*own) if method != "sequential" else numel(own[-1])
-            if method == "sequential":
+            if method == "sequential" and not pilot:
                 self.cache.path(*folder).mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), self.cache.path(*folder, f"lr{lr:g}.pt"))
-        rec.update(method=method, task=task, seed=seed)
+        rec.update(method=method, task=task, seed=seed, pilot=pilot)
         return self.cache.save(rec, *folder, lr_name(lr))
 
     def _build(
@@ -208,7 +239,7 @@ class Baselines:
         prev = names[i - 1]
         lr = self.lr("sequential", prev)
         self.run("sequential", prev, seed, lr)
-        return self.cache.path("baselines", "sequential", prev, f"seed{seed}", f"lr{lr:g}.pt")
+        return self.cache.path(self.folder, "sequential", prev, f"seed{seed}", f"lr{lr:g}.pt")
 
     def _trunk_features(self, task: str) -> tuple[torch.Tensor, ...]:
         if task not in self._features:
@@ -221,37 +252,48 @@ class Baselines:
 
     # -- learning-rate choice and seeds ----------------------------------------------------
     def lr(self, method: str, task: str) -> float:
-        """The learning rate seed 0 chose on validation (running the grid if needed)."""
-        choice = self.cache.load("baselines", method, task, "choice.json")
-        if choice is None and not self.train:
-            raise NotCached(f"baselines/{method}/{task}/choice.json")
-        if choice is None:
-            lr = choose(
-                lambda lr: self.run(method, task, 0, lr),
-                self.proto.grids[method],
-                self.proto.max_grid_extensions,
-            )
-            runs = [
-                self.cache.load(*p.parts[-5:])
-                for p in sorted(self.cache.path("baselines", method, task, "seed0").glob("*.json"))
-            ]
-            grid = {str(r["lr"]): r["val"] for r in runs if r}
-            search = sum(int(r["examples"]) for r in runs if r)
-            seconds = sum(float(r["seconds"]) for r in runs if r)
-            choice = self.cache.save(
-                {"lr": lr, "grid": grid, "search_examples": search, "search_seconds": seconds},
-                "baselines",
-                method,
-                task,
-                "choice.json",
-            )
-        return float(choice["lr"])
+        """The learning rate chosen on validation (running seed 0's pilots if needed)."""
+        return float(self.choice(method, task)["lr"])
 
     def choice(self, method: str, task: str) -> Record:
-        self.lr(method, task)
-        rec = self.cache.load("baselines", method, task, "choice.json")
-        assert rec is not None
-        return rec
+        """The grid's pilots and the chosen rate (recomputed if the grid settings changed)."""
+        p = self.proto
+        settings = {
+            "grid": list(p.grids[method]),
+            "extensions": p.max_grid_extensions,
+            "pilot_epochs": p.task_pilot_epochs,
+        }
+        choice = self.cache.load(self.folder, method, task, "choice.json")
+        if choice is not None and choice.get("settings") == settings:
+            return choice
+        if not self.train:
+            raise NotCached(f"{self.folder}/{method}/{task}/choice.json")
+        lr = choose(
+            lambda lr: self.run(method, task, 0, lr, pilot=True),
+            p.grids[method],
+            p.max_grid_extensions,
+        )
+        pilots = self.cache.path(self.folder, method, task, f"pilot-e{p.task_pilot_epochs}")
+        runs = [json.loads(f.read_text()) for f in sorted(pilots.glob("lr*.json"))]
+        tried = set(
+            choose_trace(
+                p.grids[method], {float(r["lr"]): r["val"] for r in runs}, p.max_grid_extensions
+            )
+        )
+        runs = [r for r in runs if float(r["lr"]) in tried]
+        return self.cache.save(
+            {
+                "lr": lr,
+                "settings": settings,
+                "grid": {f"{float(r['lr']):g}": r["val"] for r in runs},
+                "pilot_examples": sum(int(r["examples"]) for r in runs),
+                "pilot_seconds": sum(float(r["seconds"]) for r in runs),
+            },
+            self.folder,
+            method,
+            task,
+            "choice.json",
+        )
 
     def method(self, method: str, seed: int) -> list[Record]:
         """Every task of the suite under ``method`` for one seed (chosen rates)."""
@@ -269,7 +311,7 @@ class Baselines:
         last = recs[-1]
         final = torch.load(
             self.cache.path(
-                "baselines", "sequential", last["task"], f"seed{seed}", f"lr{last['lr']:g}.pt"
+                self.folder, "sequential", last["task"], f"seed{seed}", f"lr{last['lr']:g}.pt"
             )
         )
         for rec in recs:
@@ -277,7 +319,7 @@ class Baselines:
             model, _ = self._build("sequential", rec["task"], seed, 0, data.num_classes)
             own = torch.load(
                 self.cache.path(
-                    "baselines", "sequential", rec["task"], f"seed{seed}", f"lr{rec['lr']:g}.pt"
+                    self.folder, "sequential", rec["task"], f"seed{seed}", f"lr{rec['lr']:g}.pt"
                 )
             )
             prefix = self._head_prefix(model)

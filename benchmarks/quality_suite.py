@@ -89,12 +89,21 @@ class Protocol:
     max_grid_extensions: int = 2
     root_pilot_epochs: int = 2  # the root's LR is chosen on runs this long
     root: Schedule = field(default_factory=lambda: Schedule(lr=0.0, max_epochs=12, patience=3))
-    task: Schedule = field(default_factory=lambda: Schedule(lr=0.0, max_epochs=15, patience=4))
+    # a task's LR is chosen on the first epochs of its real schedule (pilots), then trained
+    task_pilot_epochs: int = 3
+    task: Schedule = field(default_factory=lambda: Schedule(lr=0.0, max_epochs=10, patience=3))
     adapter_dim: int = ADAPTER_DIM
 
     def key(self) -> str:
-        """A short hash of every field: cached runs of another protocol are never reused."""
-        return f"{self.name}-{_digest(asdict(self))}"
+        """The cache folder of everything trained on this root and these tasks (mutask's runs
+        depend on nothing else)."""
+        fields = (self.image_size, self.root_key(), self.root_final(), self.tasks)
+        return f"{self.name}-{_digest(fields)}"
+
+    def baseline_key(self) -> str:
+        """The subfolder of the baselines' runs: a run depends on the schedule and adapter
+        size too (the grids only decide which runs are made, see choice.json)."""
+        return f"baselines-{_digest((asdict(self.task), self.adapter_dim))}"
 
     def root_key(self) -> str:
         """A short hash of what decides the root's pilot runs (task changes keep the root)."""

@@ -81,11 +81,13 @@ def fit(
     seed: int,
     *,
     augment: Augment | None = None,
+    stop_epoch: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Fit:
     """Train ``trainable`` (parts of ``model``) and leave the best-validation weights in it.
 
-    ``augment`` (a batch transform drawing from the given generator) is off by default."""
+    ``augment`` (a batch transform drawing from the given generator) is off by default.
+    ``stop_epoch`` ends the run after that many epochs of the same schedule (a pilot)."""
     model.requires_grad_(False)
     for m in trainable:
         m.requires_grad_(True)
@@ -126,7 +128,7 @@ def fit(
             best_state = [{k: v.clone() for k, v in m.state_dict().items()} for m in trainable]
         if log is not None:
             log(f"    epoch {epoch}: val {val:.4f} (best {result.best_val:.4f})")
-        if epoch - result.best_epoch >= schedule.patience or diverged:
+        if epoch - result.best_epoch >= schedule.patience or diverged or epoch == stop_epoch:
             break
     for m, state in zip(trainable, best_state, strict=True):
         m.load_state_dict(state)
