@@ -37,6 +37,8 @@ from quality_runs import DEFAULTS, Variant, run
 
 MUTASK_VARIANTS = (
     DEFAULTS,
+    # plain µ2Net's even split (no successive halving, no final phase) at the same budget
+    Variant("mutask-even", budget={"halving": False, "final_training": False}),
     Variant("mutask-quick", budget=qm.preset_budget("quick")),
     Variant("mutask-thorough", budget=qm.preset_budget("thorough")),
     Variant("mutask-own-root", image_size=qm.default_image_size(), root="mutask"),

@@ -91,7 +91,13 @@ def run(
         if store.exists():
             shutil.rmtree(store)
         if variant.root == "protocol":
-            info = qm.bootstrap(store, weights=root_weights(size), image_size=size, seed=seed)
+            info = qm.bootstrap(
+                store,
+                weights=root_weights(size),
+                image_size=size,
+                dataset=proto.root_dataset,  # what the root's head was trained on
+                seed=seed,
+            )
             info["examples"] = 0  # the protocol root's examples are reported on their own
         else:
             root_budget = {**base, **variant.budget}

@@ -43,6 +43,7 @@ def run_bootstrap(cfg: IntroduceConfig, *, quiet: bool = False) -> int:
         device,
         should_stop=stop,
         progress_bars=not quiet,
+        log=_stderr,  # stdout is the JSON report alone
         workers=cfg.workers,
         cpus=requested_cpus(os.environ),
     )
@@ -110,6 +111,7 @@ def run_introduction(
             sinks=sinks,
             should_stop=stop,
             progress_bars=not quiet,
+            log=_stderr,  # stdout is the JSON report alone
             workers=cfg.workers,
             cpus=requested_cpus(os.environ),
         )

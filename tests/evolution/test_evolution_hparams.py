@@ -278,3 +278,13 @@ def test_defaults_can_be_moved_along_the_same_ladders() -> None:
         large_space(max_layers=4, defaults={"opt_lr": 0.03})  # not a rung
     with pytest.raises(ValueError, match="no ladder"):
         large_space(max_layers=4, defaults={"nope": 1})
+
+
+def test_fixed_keys_leave_the_search_at_a_value_of_their_ladder() -> None:
+    space = large_space(max_layers=2, fixed={"ds_crop": False})
+    assert "ds_crop" not in space.ladders and space.fixed["ds_crop"] is False
+    assert space.defaults()["ds_crop"] is False
+    with pytest.raises(ValueError, match="cannot fix ds_crop='yes'"):
+        large_space(max_layers=2, fixed={"ds_crop": "yes"})
+    with pytest.raises(ValueError, match="cannot fix nope"):
+        large_space(max_layers=2, fixed={"nope": 1})

@@ -24,6 +24,7 @@ from mutask.trainer.evolution import (
     SearchSpace,
     System,
     TaskIteration,
+    large_space,
     round_robin,
 )
 from mutask.trainer.evolution.system import path_params
@@ -120,6 +121,21 @@ def test_data_hparams_follow_the_populations_leader(system: System, space) -> No
     data = it.data_hparams()
     assert data["ds_crop"] is False
     assert data["ds_hue_delta"] == 0.2
+
+
+def test_fixed_data_hparams_hold_whatever_the_leader_had(system: System) -> None:
+    """A space that does not tune crops and flips (small images) gives every generation its
+    fixed values, even when the parent's path recorded others, while the rest still mutate."""
+    small = large_space(max_layers=2, fixed={"ds_crop": False, "ds_flip_left_right": False})
+    own = retain_task(system, "a")
+    hparams = {**own.hparams, "ds_crop": True, "ds_flip_left_right": True}
+    system.retain(Path("a/best", "a", hparams, own.components, quality=0.5, score=0.5))
+    it = start(system, small, "a")
+    it.rng = ScriptedRng(default=0.0)  # every mutation that can happen does
+    data = it.data_hparams()
+    assert data["ds_crop"] is False and data["ds_flip_left_right"] is False
+    assert "ds_crop" not in small.data_keys() and "ds_hue_delta" in small.data_keys()
+    assert data["ds_hue_delta"] != hparams.get("ds_hue_delta", 0.0)  # still tuned
 
 
 def test_data_hparams_include_only_data_keys(system: System, space) -> None:

@@ -5,6 +5,7 @@ converges on its own at its data's native size, and images are never resized sil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,8 +161,25 @@ def test_the_root_stops_training_once_validation_stops_improving(tmp_path: Path)
     store = tmp_path / "store"
     easy = DatasetConfig(source="digits", labels=[0, 1], max_train_examples=128)
     capped = cfg(store, "digits", easy, model=ModelConfig(max_epochs=500))
-    out = bootstrap_root(engine(store), capped)
+    events: list[Mapping[str, object]] = []
+    lines: list[str] = []
+    eng = Engine(
+        SystemStore.open(str(store)),
+        select_device("cpu"),
+        sinks=[events.append],
+        progress_bars=False,
+        log=lines.append,
+    )
+    out = bootstrap_root(eng, capped)
     assert out["training"]["examples"] < 100 * 128  # converged long before the cap
+    # progress: one event and one line per stage, then the reason it stopped
+    stages = [e for e in events if e.get("event") == "root_stage"]
+    assert [e["stage"] for e in stages] == list(range(1, len(stages) + 1))
+    assert 2 <= len(stages) < len(stage_epochs(500))
+    assert sum(line.startswith("root stage ") for line in lines) == len(stages)
+    assert any(line.startswith("root converged: stage") for line in lines)
+    best = [float(e["best_accuracy"]) for e in stages]  # type: ignore[arg-type]
+    assert best == sorted(best)  # the best snapshot so far never gets worse
 
 
 def test_steps_per_round_come_from_the_epochs_budget() -> None:

@@ -201,6 +201,34 @@ def test_bootstrap_refuses_a_store_that_has_a_root(
     assert "already has a root" in capsys.readouterr().err
 
 
+def test_introduce_reports_the_examples_it_spent_and_its_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "store")
+    boot = ["bootstrap", "--store", store, "--dataset", "digits", "--max-epochs", "0.2"]
+    assert main([*boot, "--quiet", "--device", "cpu"]) == 0
+    assert '"image_size": 8' in capsys.readouterr().out  # the data's own size (8x8 digits)
+    argv = ["introduce", "--store", store, "--task", "low", "--labels", "0,1,2", "--quiet"]
+    tiny = ["--generations", "1", "--candidates", "2", "--rounds", "2", "--steps", "2"]
+    assert main([*argv, *tiny, "--batch-size", "8", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # 2 candidates x 1 round, then the winner 1 more (halving), then the round saved (final)
+    assert report["examples"] == 2 * 2 * 2 * 8
+    assert report["seconds"] >= 0 and report["no_forgetting_verified"]
+
+
+def test_demo_states_the_budget_behind_its_accuracies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, report = str(tmp_path / "store"), str(tmp_path / "report")
+    argv = ["demo", "--quick", "--quiet", "--store", store, "--report", report]
+    assert main([*argv, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "budget per task: a smoke budget (--quick) (README: Budgets): 1 generation(s)" in out
+    assert out.count(" training examples (") == 4  # every visit: examples and time
+    assert "VERIFIED" in out
+
+
 def test_zero_workers_exit_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

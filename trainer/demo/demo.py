@@ -94,6 +94,19 @@ def run_demo(args: argparse.Namespace) -> int:
         bootstrap_root(engine, root_cfg)
     else:
         print("root found in the store: skipping bootstrap (use --fresh to start over)")
+    b = visits[0].budget
+    size = (
+        f"{b.steps_per_round} steps of {b.batch_size} a round"
+        if b.steps_per_round
+        else f"{b.epochs:g} epochs of the task's data"
+    )
+    print(
+        f"budget per task: {'a smoke budget (--quick)' if args.quick else 'the quick preset'}"
+        f" (README: Budgets): {b.generations} generation(s) x {b.candidates} candidates, up "
+        f"to {b.validation_rounds} rounds each, {size}"
+        f"{', successive halving + final phase' if b.halving else ''}; accuracies below "
+        "are validation (selection) and test (never used for selection)"
+    )
     all_ok = True
     done = set(engine.store.tasks())
     for i, cfg in enumerate(visits, start=2):

@@ -84,13 +84,15 @@ def large_space(
     tune_depth: bool = True,
     image_size: int = 384,
     defaults: Mapping[str, HValue] | None = None,
+    fixed: Mapping[str, HValue] | None = None,
 ) -> SearchSpace:
     """The reference's large configuration (spec table), with depth tuning up to max_layers.
 
     ``tune_depth=False`` fixes the depth instead: ``num_layers`` is never mutated, so every
     child keeps its parent's depth (``max_layers`` when nothing set it). ``defaults``
     replaces ladder defaults (the same ladders: what a small model or small images start
-    from); a value off its ladder raises ValueError."""
+    from); a value off its ladder raises ValueError. ``fixed`` takes keys out of the search:
+    each is recorded at the value given (on its ladder) and never mutated."""
     ladders: dict[str, Ladder] = {
         MU: Ladder(MU_LADDER, 0.2),
         "opt_lr": Ladder(
@@ -113,10 +115,15 @@ def large_space(
         if key not in ladders:
             raise ValueError(f"no ladder for default {key}={value!r}")
         ladders[key] = Ladder(ladders[key].values, value)
-    fixed: dict[str, HValue] = {"ds_image_size": image_size}
+    pinned: dict[str, HValue] = {"ds_image_size": image_size}
+    for key, value in (fixed or {}).items():
+        if key not in ladders or value not in ladders[key].values:
+            raise ValueError(f"cannot fix {key}={value!r}: not a tunable value")
+        pinned[key] = value
+        del ladders[key]
     if not tune_depth:
-        fixed[DEPTH] = ladders.pop(DEPTH).default
-    return SearchSpace(ladders, fixed=fixed, per_action_mu=per_action_mu)
+        pinned[DEPTH] = ladders.pop(DEPTH).default
+    return SearchSpace(ladders, fixed=pinned, per_action_mu=per_action_mu)
 
 
 class MuSource:

@@ -122,6 +122,7 @@ class TaskIteration:
         """Data hparams shared by this generation: the leader's, mutated with its µ."""
         base = self.best or (self.seeds[0] if self.seeds else None)
         hp: dict[str, HValue] = {**self.space.defaults(), **(base.hparams if base else {})}
+        hp.update(self.space.fixed)  # what this space does not tune, whatever the parent had
         mu = MuSource(hp, self.space, self.rng)
         mutate_keys(hp, self.space.data_keys(), self.space, mu, self.rng)
         data_mu = PER_ACTION_PREFIX + DATA_PREFIX  # µ2Net+: the data keys' own µ persist

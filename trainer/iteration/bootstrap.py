@@ -34,7 +34,7 @@ from mutask.trainer.iteration.generation import search_space
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.publish import Publication, publish
 from mutask.trainer.iteration.seeds import derive_seed
-from mutask.trainer.iteration.taskdata import DeviceTask, native_size
+from mutask.trainer.iteration.taskdata import DeviceTask, label_space, native_size
 from mutask.trainer.models import get_shape, load_root_weights
 from mutask.trainer.store.objects import PreconditionFailed, StoreError
 from mutask.trainer.training import Candidate, Momentum, TrainSettings
@@ -77,7 +77,10 @@ def bootstrap_root(engine: Engine, cfg: IntroduceConfig) -> dict[str, Any]:
     if cfg.model.weights:
         weights = load_root_weights(cfg.model.weights, shape)
         classes = int(weights["head"]["bias"].shape[0]) if "head" in weights else 1
-        plan = fresh_plan(f"{ROOT_TASK}~0", ROOT_TASK, shape, hparams, classes)
+        # the weights' head means the classes of the dataset given with them (a child's
+        # head starts from it only for the same label space and class count)
+        space = label_space(cfg.dataset) if "head" in weights else ""
+        plan = fresh_plan(f"{ROOT_TASK}~0", ROOT_TASK, shape, hparams, classes, label_space=space)
         for new in plan.new:
             module = pool.materialize(new)
             if new.component.name in weights:

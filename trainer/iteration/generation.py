@@ -49,11 +49,13 @@ from mutask.trainer.training import (
 )
 from mutask.trainer.training.lockstep import GenerationTrainer
 
-# Where a system's own defaults differ from the spec's (ViT-L at 384 px): measured on
+# Where a system's own search differs from the spec's (ViT-L at 384 px): measured on
 # mu-tiny at 28 px (docs/benchmarks.md, "Levers"). Random crops down to 5 % of the area and
 # left-right flips cost 5 points on a Fashion-MNIST task (a 6x6 crop of a 28x28 image is
-# noise); SGD at 0.01 trails 0.03-0.1 for these small ViTs. Evolution still tunes both.
-SMALL_IMAGE = 64  # px: at or below, no augmentation by default
+# noise), so small images are neither cropped nor flipped (taken out of the search: with
+# short rounds, a child that turned them on could still win a generation by noise); SGD at
+# 0.01 trails 0.03-0.1 for these small ViTs, so opt_lr starts at 0.05 (still tuned).
+SMALL_IMAGE = 64  # px: at or below, no crops or flips
 SMALL_MODEL = 256  # hidden size: at or below, opt_lr starts at 0.05
 SMALL_IMAGE_DEFAULTS: dict[str, HValue] = {"ds_crop": False, "ds_flip_left_right": False}
 SMALL_MODEL_DEFAULTS: dict[str, HValue] = {"opt_lr": 0.05}
@@ -63,8 +65,7 @@ def search_space(cfg: IntroduceConfig, shape: ViTShape) -> SearchSpace:
     """The µ2Net search space of ``cfg`` for a system of ``shape``: the spec's ladders,
     with defaults that suit small images and small models (see above)."""
     defaults: dict[str, HValue] = {}
-    if shape.image_size <= SMALL_IMAGE:
-        defaults.update(SMALL_IMAGE_DEFAULTS)
+    fixed = SMALL_IMAGE_DEFAULTS if shape.image_size <= SMALL_IMAGE else {}
     if shape.hidden <= SMALL_MODEL:
         defaults.update(SMALL_MODEL_DEFAULTS)
     return large_space(
@@ -74,6 +75,7 @@ def search_space(cfg: IntroduceConfig, shape: ViTShape) -> SearchSpace:
         tune_depth=cfg.search.tune_depth,
         image_size=shape.image_size,
         defaults=defaults,
+        fixed=fixed,
     )
 
 
