@@ -47,7 +47,7 @@ from mutask.trainer.config import (
     ModelConfig,
     SearchConfig,
 )
-from mutask.trainer.data import Augmenter, BatchStream
+from mutask.trainer.data import Augmenter
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine
 from mutask.trainer.iteration.pool import component_seed
@@ -170,11 +170,11 @@ def finetune_one(
     own = [m for _, m in parts] + [head]
     hparams = {"opt_lr": lr, "opt_lr_warmup_ratio": 0.05, "opt_momentum": 0.9}
     hparams["opt_nesterov"] = False
-    n = int(data.train[1].shape[0])
+    n = len(data.train)
     steps = math.ceil(n / 64)
     limit = args.max_validation
-    val = (data.validation[0][:limit], data.validation[1][:limit])
-    stream = BatchStream(data.train[0], data.train[1], 64, args.seed, Augmenter({}))
+    val = data.validation.tensors(limit)
+    stream = data.train.stream(64, args.seed, Augmenter({}))
     loop = Lockstep(
         [Candidate(model, own, [{} for _ in own], hparams)],
         iter(stream),
@@ -190,7 +190,7 @@ def finetune_one(
             if since >= args.ft_patience:
                 break
         loop.finish()
-    test = evaluate(model, data.test[0], data.test[1])
+    test = evaluate(model, *data.test.tensors())
     params = sum(p.numel() for m in own for p in m.parameters())
     return {"lr": lr, "val": best, "test": test, "examples": epochs * steps * 64, "params": params}
 

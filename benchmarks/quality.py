@@ -7,15 +7,20 @@ published as mutask's root. Five 28×28 tasks (quality_suite.py) are learnt by: 
 adapters + head), ``scratch`` (a new ViT per task), ``sequential`` (one copy fine-tuned over
 the tasks in order; its forgetting is reported), each at its native resolution, trained to
 convergence (early stop on validation, epoch cap) at the learning rate that seed 0 chose on
-validation from a grid; and by mutask with every default (``mutask``), plus mutask bootstrapping
-its own root with its defaults (``mutask-own-root``: what a new user gets end to end).
+validation from a grid; and by mutask with every default (``mutask``), plus variants:
+``mutask-even`` (plain µ2Net's even split at the same budget: no successive halving, no final
+phase), ``mutask-s0.9`` (the paper's size penalty, s = 0.9), ``mutask-quick`` and
+``mutask-thorough`` (the other ``--budget`` presets), and mutask bootstrapping its own root
+(``mutask-own-root``: what a new user gets end to end). The mutask variants run seed-major
+(every variant's seed 0 first), so a run cut short still compares them.
 mutask's examples count every candidate's training examples; the root's are shared by all
 methods and reported apart. Every finished run is cached (``--cache``), so a killed run
 resumes and a re-run reads the cache; delete ``<cache>/<protocol>/mutask`` to re-run mutask
 alone. Prints tables, writes plots, and prints the headline ratio last.
 
     python benchmarks/quality.py                 # the protocol (hours on one core)
-    python benchmarks/quality.py --quick         # smoke run, about a minute
+    python benchmarks/quality.py --only none     # tables and plots from the cache alone
+    python benchmarks/quality.py --quick         # smoke run, a few minutes
 """
 
 from __future__ import annotations
@@ -32,13 +37,15 @@ import quality_suite as qs
 import torch
 from quality_cache import DEFAULT_CACHE, Cache
 from quality_methods import Baselines, NotCached, root
-from quality_report import aggregate, headline, plot_root, plots, tables
+from quality_report import aggregate, halving_table, headline, plot_root, plots, tables
 from quality_runs import DEFAULTS, Variant, run
 
 MUTASK_VARIANTS = (
     DEFAULTS,
     # plain µ2Net's even split (no successive halving, no final phase) at the same budget
     Variant("mutask-even", budget={"halving": False, "final_training": False}),
+    # the size penalty of the paper's "size scale" runs: score = quality * 0.9**(params/P_root)
+    Variant("mutask-s0.9", search={"size_scale": 0.9}),
     Variant("mutask-quick", budget=qm.preset_budget("quick")),
     Variant("mutask-thorough", budget=qm.preset_budget("thorough")),
     Variant("mutask-own-root", image_size=qm.default_image_size(), root="mutask"),
@@ -59,9 +66,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument(
         "--only",
-        choices=("all", "baselines", "mutask"),
+        choices=("all", "baselines", "mutask", "none"),
         default="all",
-        help="train only one side; the other is reported from the cache where it is there",
+        help="train only one side (none: report the cache alone); the rest is reported from "
+        "the cache where it is there",
     )
     p.add_argument(
         "--methods",
@@ -118,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(chosen - set(qs.METHODS))
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown} (known: {', '.join(qs.METHODS)})")
-    train = Baselines(proto, cache, root_model, log, train=args.only != "mutask")
+    train = Baselines(proto, cache, root_model, log, train=args.only in ("all", "baselines"))
     cached = Baselines(proto, cache, root_model, log, train=False)
     for method in qs.METHODS:
         baselines = train if method in chosen else cached
@@ -139,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mutask_seeds = range(args.seeds if args.mutask_seeds is None else args.mutask_seeds)
     for seed in mutask_seeds:  # seed-major: a cut-short run still has every variant's seed 0
         for variant in MUTASK_VARIANTS:
-            train = args.only != "baselines" and variant.label in wanted
+            train = args.only in ("all", "mutask") and variant.label in wanted
             summary = run(variant, proto, seed, cache, weights, log, args.workers, train)
             if summary is not None:
                 for task, rec in summary["tasks"].items():
@@ -154,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "seconds": rec["seconds"],
                             "task_params": rec["params_added"],
                             "serve_params": summary["serve_params"],
+                            "val": rec["validation_accuracy"],
+                            "search_val": rec.get("search_validation_accuracy"),
+                            "search_steps": (rec["examples"] - rec.get("final_examples", 0))
+                            // int(summary["budget"]["batch_size"]),
                         }
                     )
     tasks = list(proto.tasks)
@@ -187,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{k}: {v:.3f}" for k, v in sorted(c["grid"].items(), key=lambda kv: float(kv[0]))
             )
             lines.append(f"- {method} / {task}: **{c['lr']:g}** ({grid})")
+    lines += ["", *halving_table(rows, tasks)]
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

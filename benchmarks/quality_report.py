@@ -100,6 +100,51 @@ def tables(agg: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> list[s
     return lines
 
 
+def halving_table(rows: Sequence[Row], tasks: Sequence[str]) -> list[str]:
+    """Successive halving against plain µ2Net's even split, same budget, same seeds: the best
+    validation accuracy each search found and the candidate steps it took (the final phase,
+    paid for by the steps halving saved, not counted), then the retained path after it."""
+    even = {(r["seed"], r["task"]): r for r in rows if r["method"] == "mutask-even"}
+    halv = {(r["seed"], r["task"]): r for r in rows if r["method"] == "mutask"}
+    keys = sorted(set(even) & set(halv))
+    if not keys:
+        return ["Successive halving vs the even split: not run (mutask-even missing)."]
+    seeds = sorted({s for s, _ in keys})
+    lines = [
+        f"Successive halving vs the even split (same budget in examples; seeds {seeds}, "
+        "validation accuracy, mean over seeds):",
+        "",
+        "| task | even: best val | even: candidate steps | halving: best val of the search | "
+        "halving: candidate steps | fewer steps | halving + final phase: val |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    totals = {"e": 0, "h": 0}
+    vals: dict[str, list[float]] = {"e": [], "h": [], "f": []}
+    for t in tasks:
+        ks = [k for k in keys if k[1] == t]
+        if not ks:
+            continue
+        e = statistics.mean(float(even[k]["val"]) for k in ks)
+        h = statistics.mean(float(halv[k]["search_val"]) for k in ks)
+        f = statistics.mean(float(halv[k]["val"]) for k in ks)
+        se = statistics.mean(int(even[k]["search_steps"]) for k in ks)
+        sh = statistics.mean(int(halv[k]["search_steps"]) for k in ks)
+        totals["e"] += int(se)
+        totals["h"] += int(sh)
+        vals["e"].append(e)
+        vals["h"].append(h)
+        vals["f"].append(f)
+        lines.append(
+            f"| {t} | {e:.4f} | {se:,.0f} | {h:.4f} | {sh:,.0f} | {se / sh:.2f}x | {f:.4f} |"
+        )
+    lines.append(
+        f"| mean | {statistics.mean(vals['e']):.4f} | {totals['e']:,} | "
+        f"{statistics.mean(vals['h']):.4f} | {totals['h']:,} | "
+        f"{totals['e'] / max(1, totals['h']):.2f}x | {statistics.mean(vals['f']):.4f} |"
+    )
+    return lines
+
+
 def headline(agg: Mapping[str, Mapping[str, Any]], method: str = "mutask") -> str:
     """The last line: mutask's mean accuracy over fine-tune's, with params and examples."""
     m, f = agg[method], agg["finetune"]

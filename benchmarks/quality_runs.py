@@ -75,6 +75,10 @@ def run(
         return summary
     store = cache.path(*folder, "store")
     budget = {**base, **variant.budget}
+    if proto.name == "quick":  # the smoke run shrinks every variant's budget alike
+        from quality_suite import QUICK_BUDGET
+
+        budget.update(QUICK_BUDGET)
     search = {**qm.default_search(), **variant.search}
     size = variant.image_size or proto.image_size
     tasks = list(proto.tasks)

@@ -74,6 +74,10 @@ def test_quality_protocol_quick(tmp_path: Path) -> None:
         "scratch",
         "sequential",
         "mutask",
+        "mutask-even",
+        "mutask-s0.9",
+        "mutask-quick",
+        "mutask-thorough",
         "mutask-own-root",
     }
     assert len({r["task"] for r in rows}) == 5
@@ -81,6 +85,7 @@ def test_quality_protocol_quick(tmp_path: Path) -> None:
     assert all(r["acc_own"] == r["acc_final"] for r in rows if r["method"].startswith("mutask"))
     # every mutask candidate's examples are counted: G * K * V * N * B of the quick budget
     assert {r["examples"] for r in rows if r["method"] == "mutask"} == {1 * 2 * 1 * 4 * 16}
+    assert "Successive halving vs the even split" in out
     for name in ("per_task", "accuracy_vs_params", "accuracy_vs_examples"):
         assert (out_dir / f"quality_{name}.png").exists()
     # a second run reads every finished run from the cache and reports the same numbers
