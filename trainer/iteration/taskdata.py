@@ -125,12 +125,6 @@ class TaskDataCache:
         self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None
     ) -> DeviceTask:
         data = loaded if loaded is not None else self.raw(task, dataset)
-        h, w, _ = data.image_shape
-        if (h, w) != (image_size, image_size):
-            self.log(
-                f"task {task}: its {h}x{w} images are resized to {image_size}x{image_size} "
-                "(the system's image size)"
-            )
         splits = (data.train, data.validation, data.test)
         total = sum(len(s) for s in splits)
         need = model_bytes(total, image_size)
@@ -139,16 +133,23 @@ class TaskDataCache:
             f"{len(s):,} {n}" for s, n in zip(splits, ("train", "validation", "test"), strict=True)
         )
         what = f"data: task {task!r}: {sizes} images at {image_size} px are {_mib(need)} as float32"
+        h, w, _ = data.image_shape
+        resized = (
+            f"; task {task}: its {h}x{w} images are resized to {image_size}x{image_size} "
+            "(the system's image size)"
+            if (h, w) != (image_size, image_size)
+            else ""
+        )
         if cache:
             self.log(
                 f"{what}, within the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
-                f"converted once and kept on {self.device}"
+                f"converted once and kept on {self.device}{resized}"
             )
         else:
             self.log(
                 f"{what}, over the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
                 f"streamed by {self.workers} loader worker(s) with {self.prefetch} batches "
-                "in flight, images kept as uint8 at their stored size until batched"
+                f"in flight, images kept as uint8 at their stored size until batched{resized}"
             )
         pipeline = Pipeline(
             self.device, image_size, self.workers, self.prefetch, task=task, log=self.log
