@@ -136,7 +136,7 @@ def data_name(source: str) -> str:
 
 
 def labels_from(text: str | None) -> list[int] | None:
-    if not text:
+    if text is None:
         return None
     try:
         return [int(x) for x in text.split(",")]
