@@ -19,6 +19,10 @@ forgetting (every task re-verified bit-identical at the end), wall time. Results
 per variant under --out (delete a file to re-run it). The last line is the ratio of the
 default's mean test accuracy to fine-tune's.
 
+The figures in docs/benchmarks.md come from the quality protocol instead
+(``benchmarks/quality.py``: its ``mutask-even`` variant is this script's ``even``, on the
+protocol's converged root and baselines); this script is the stand-alone, single-seed form.
+
     python benchmarks/levers.py --threads 1                         # every variant
     python benchmarks/levers.py --variants default --preset mu-small
 """
