@@ -68,6 +68,7 @@ class Progress(StrEnum):
     NO_FORGETTING_VERIFIED = "noForgettingVerified"
     COMPONENT_COUNT = "componentCount"
     SYSTEM_PARAMS = "systemParams"
+    EXAMPLES_TRAINED = "examplesTrained"
     UPDATE_TIME = "updateTime"
 
     @property

@@ -1,7 +1,8 @@
 """The `mutask` command line: argument parsing and dispatch, nothing else.
 
-Subcommands: demo, introduce, show, evaluate, verify, export, gc, serve, operator. `introduce`
-runs :func:`mutask.trainer.run.run_introduction` (a trainer pod's main), `operator` the
+Subcommands: demo, introduce, bootstrap, show, evaluate, verify, export, gc, serve, operator.
+`introduce` runs :func:`mutask.trainer.run.run_introduction` (a trainer pod's main),
+`bootstrap` :func:`mutask.trainer.run.run_bootstrap`, `operator` the
 Kubernetes operator, the others :mod:`mutask.trainer.commands`. Heavy modules (torch, kopf)
 are imported only once a command runs, so `mutask --help` is instant and `mutask operator`
 runs in the operator image, which has no torch.
@@ -23,10 +24,18 @@ from mutask.trainer.config import (
     ConfigError,
     DatasetConfig,
     IntroduceConfig,
-    ModelConfig,
     SearchConfig,
 )
 from mutask.trainer.errors import describe, exit_code_of
+from mutask.trainer.flags import (
+    add_budget,
+    add_dataset,
+    add_model,
+    bootstrap_config,
+    budget_from_args,
+    labels_from,
+    model_from_args,
+)
 from mutask.trainer.serving.flags import add_serve_parser
 
 DEFAULT_STORE = IntroduceConfig.__dataclass_fields__["store"].default
@@ -41,7 +50,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        hidden = action.default is None or action.default is False  # 0 is shown
+        if "default" in text or hidden or action.default == argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 
@@ -105,69 +115,50 @@ def _introduce_parser(sub: Any) -> None:
     )
     _add_workers(p)
     p.add_argument("--task", help="task name, e.g. digits or private:my-task")
-    p.add_argument(
-        "--dataset",
-        default=DatasetConfig.source,
-        help="digits | mnist | fashion_mnist, or a path, file:// or gs:// URI of an .npz, an idx "
-        "folder, an image folder (ROOT/<class>/<image>, optionally under train/ val/ test/), "
-        "WebDataset shards ('.../train-{000..031}.tar') or a Hugging Face dataset "
-        "(save_to_disk folder or Parquet)",
-    )
-    p.add_argument("--labels", help="comma-separated label subset, e.g. 0,1,2 (default: all)")
-    p.add_argument(
-        "--transform",
-        help="rot90 | rot180 | flip_lr | flip_ud | transpose | invert (default: none)",
-    )
-    p.add_argument("--generations", type=int, default=BudgetConfig.generations, help="generations")
-    p.add_argument(
-        "--candidates",
-        type=int,
-        default=BudgetConfig.candidates,
-        help="candidates per generation",
-    )
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=BudgetConfig.validation_rounds,
-        help="validation rounds per candidate",
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=BudgetConfig.steps_per_round,
-        help="training steps per validation round",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=BudgetConfig.batch_size, help="training batch size"
-    )
+    add_dataset(p)
+    add_budget(p)
     p.add_argument(
         "--size-scale",
         type=float,
         default=SearchConfig.size_scale,
         help="s in score = quality * s**(params/P_root); 1 = no size penalty",
     )
-    p.add_argument(
-        "--preset",
-        help=f"root ViT preset, when bootstrapping (default: {ModelConfig.preset}; with a "
-        "root in the store: the root's, and a different value is refused)",
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        help=f"root image size, when bootstrapping (default: {ModelConfig.image_size}; with a "
-        "root in the store: the root's, and a different value is refused)",
-    )
-    p.add_argument(
-        "--weights",
-        help="pretrained root weights (.safetensors/.npz), only when bootstrapping an empty "
-        "store (default: train the root from scratch on the task)",
-    )
+    add_model(p)
     p.add_argument(
         "--bootstrap-root",
         action="store_true",
-        help="create the root model first if the store has none",
+        help="create the root model first if the store has none (see `mutask bootstrap`)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the no-forgetting check")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _bootstrap_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "bootstrap",
+        help="create the root model of an empty store",
+        description="Create the root ViT: train it from scratch on a dataset until its "
+        "validation accuracy stops improving (progress shown), or load pretrained weights. "
+        "Tasks are then added with `mutask introduce`.",
+        formatter_class=_Formatter,
+    )
+    _add_common(p)
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="auto: bfloat16 autocast on TPUs and bf16-capable GPUs, else float32",
+    )
+    _add_workers(p)
+    p.add_argument(
+        "--task",
+        help="a name for the root's training data in the manifest (default: the dataset's)",
+    )
+    add_dataset(p)
+    add_model(p)
+    p.add_argument(
+        "--batch-size", type=int, default=BudgetConfig.batch_size, help="training batch size"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -197,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     _introduce_parser(sub)
+    _bootstrap_parser(sub)
 
     p = sub.add_parser(
         "show", help="tasks, paths, shared components and parameters", formatter_class=_Formatter
@@ -261,30 +253,14 @@ def config_from_args(args: argparse.Namespace) -> IntroduceConfig:
     else:
         if not args.task:
             raise ConfigError("--task", None, "required (or give --config FILE)")
-        labels = None
-        if args.labels is not None:
-            try:
-                labels = [int(x) for x in args.labels.split(",")]
-            except ValueError as err:
-                raise ConfigError(
-                    "--labels", args.labels, "must be comma-separated integers (omit for all)"
-                ) from err
         cfg = IntroduceConfig(
             task=args.task,
-            dataset=DatasetConfig(source=args.dataset, labels=labels, transform=args.transform),
-            budget=BudgetConfig(
-                generations=args.generations,
-                candidates=args.candidates,
-                validation_rounds=args.rounds,
-                steps_per_round=args.steps,
-                batch_size=args.batch_size,
+            dataset=DatasetConfig(
+                source=args.dataset, labels=labels_from(args.labels), transform=args.transform
             ),
+            budget=budget_from_args(args),
             search=SearchConfig(size_scale=args.size_scale),
-            model=ModelConfig(
-                preset=args.preset or ModelConfig.preset,
-                image_size=ModelConfig.image_size if args.image_size is None else args.image_size,
-                weights=args.weights,
-            ),
+            model=model_from_args(args),
             bootstrap_root=args.bootstrap_root,
         )
     given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
@@ -332,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 verify=not args.no_verify,
                 explicit_model=explicit_model(args),
             )
+        if args.command == "bootstrap":
+            from mutask.trainer.run import run_bootstrap
+
+            return run_bootstrap(bootstrap_config(args), quiet=args.quiet)
         from mutask.trainer import commands
 
         code: int = commands.COMMANDS[args.command](args)

@@ -69,14 +69,37 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """How much evolution and training one task iteration gets (spec: G, K, V, N)."""
+    """How much evolution and training one task iteration gets (spec: G, K, V, N).
+
+    The task's budget is G * K * V rounds of N steps of ``batch_size`` examples (the even
+    split of plain µ2Net). ``steps_per_round`` = 0 derives N from the data: the budget is
+    then ``epochs`` passes over the task's training set (an epoch counted as at most
+    ``EPOCH_CAP`` examples), at least ``MIN_STEPS_PER_ROUND`` steps a round. With
+    ``halving`` only the better half of a generation's candidates trains on after each
+    round (the winner still gets all V rounds); with ``final_training`` the rounds halving
+    saved train the retained path further. See ``BUDGETS`` for the presets.
+    """
 
     generations: int = 2
-    candidates: int = 4
-    validation_rounds: int = 2
-    steps_per_round: int = 50
+    candidates: int = 8
+    validation_rounds: int = 4
+    steps_per_round: int = 0
+    epochs: float = 4.0
+    halving: bool = True
+    final_training: bool = True
     batch_size: int = 64
     max_validation_examples: int = 10_000
+
+
+EPOCH_CAP = 50_000  # an epoch of a large training set counts as this many examples
+MIN_STEPS_PER_ROUND = 10
+
+# `--budget NAME`: every field of a preset can still be overridden on its own.
+BUDGETS: dict[str, BudgetConfig] = {
+    "quick": BudgetConfig(generations=1, candidates=4, validation_rounds=3, epochs=2.0),
+    "default": BudgetConfig(),
+    "thorough": BudgetConfig(generations=3, candidates=8, validation_rounds=4, epochs=6.0),
+}
 
 
 @dataclass(frozen=True)
@@ -93,11 +116,17 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The root model: an architecture preset, image size, optional pretrained weights."""
+    """The root model: an architecture preset, image size, optional pretrained weights.
+
+    ``image_size`` = 0 takes the bootstrap data's own size (rounded up to a multiple of the
+    preset's patch). A root trained from scratch trains until its validation accuracy
+    stops improving, at most ``max_epochs`` passes over its training set.
+    """
 
     preset: str = "mu-tiny"
-    image_size: int = 16
+    image_size: int = 0
     weights: str | None = None
+    max_epochs: float = 12.0
 
 
 @dataclass(frozen=True)

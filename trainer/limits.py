@@ -28,7 +28,8 @@ BUDGET_MAX: Mapping[str, int] = {
     "max_validation_examples": 10_000_000,
 }
 SEED_MAX = 2**31 - 1
-IMAGE_SIZE_MIN, IMAGE_SIZE_MAX = 4, 1024
+IMAGE_SIZE_MIN, IMAGE_SIZE_MAX = 4, 1024  # or 0: the bootstrap data's own size
+EPOCHS_MAX = 1000.0  # budget.epochs and model.max_epochs
 POPULATION_CAP_MAX = 1024
 WORKERS_MAX = 1024
 MAX_TRAIN_EXAMPLES_MAX = 1_000_000_000
@@ -63,9 +64,21 @@ def check_int(field: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def check_number(field: str, value: Any, high: float) -> float:
+    """``value`` is a number (not a bool) in (0, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise ConfigError(field, value, f"must be a number in (0, {high:g}]")
+    return float(value)
+
+
 def check_budget(budget: Any) -> None:
     for name, high in BUDGET_MAX.items():
-        check_int(f"budget.{name}", getattr(budget, name), 1, high)
+        low = 0 if name == "steps_per_round" else 1  # 0: derived from epochs and the data
+        check_int(f"budget.{name}", getattr(budget, name), low, high)
+    check_number("budget.epochs", budget.epochs, EPOCHS_MAX)
+    for name in ("halving", "final_training"):
+        if not isinstance(getattr(budget, name), bool):
+            raise ConfigError(f"budget.{name}", getattr(budget, name), "must be true or false")
 
 
 def check_split(field: str, spec: Any) -> None:
@@ -155,7 +168,9 @@ def check_dataset(dataset: Any) -> None:
 def check_model(model: Any) -> None:
     if not isinstance(model.preset, str) or not PRESET.match(model.preset):
         raise ConfigError("model.preset", model.preset, "a preset name is [a-z0-9-], e.g. mu-tiny")
-    check_int("model.image_size", model.image_size, IMAGE_SIZE_MIN, IMAGE_SIZE_MAX)
+    if model.image_size != 0 or isinstance(model.image_size, bool):
+        check_int("model.image_size", model.image_size, IMAGE_SIZE_MIN, IMAGE_SIZE_MAX)
+    check_number("model.max_epochs", model.max_epochs, EPOCHS_MAX)
     weights = model.weights
     if weights is not None and (not isinstance(weights, str) or not weights.strip()):
         raise ConfigError("model.weights", model.weights, "a path or URI, or null")

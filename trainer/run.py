@@ -1,4 +1,5 @@
-"""A trainer pod's main: checks, signals, progress sinks, the device, one task iteration, exit code.
+"""A trainer pod's main: checks, signals, progress sinks, the device, one task iteration, exit code;
+and `mutask bootstrap`'s (the root alone).
 
 `mutask introduce` (what the operator's Job runs) ends here. Everything a user can get wrong
 is checked before anything is written (store URI, device, metrics port, then the
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
-from mutask.contract import ExitCode
+from mutask.contract import ROOT_TASK, ExitCode
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.errors import PortError
 from mutask.trainer.iteration.bootstrap import bootstrap_root
@@ -39,6 +40,52 @@ from mutask.trainer.runtime.threads import requested_cpus
 from mutask.trainer.store.layout import BLOBS, task_prefix
 from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import Interrupted
+
+
+def run_bootstrap(cfg: IntroduceConfig, *, quiet: bool = False) -> int:
+    """`mutask bootstrap`: train (or load) the root of an empty store; SIGTERM stops it."""
+    stop = StopFlag()
+    stop.install()
+    device = select_device(cfg.device, cfg.precision)
+    engine = Engine(
+        SystemStore.open(cfg.store),
+        device,
+        should_stop=stop,
+        progress_bars=not quiet,
+        log=_stderr,  # stdout is the JSON report alone
+        workers=cfg.workers,
+        cpus=requested_cpus(os.environ),
+    )
+    if engine.store.read_manifest(ROOT_TASK) is not None:
+        print(
+            f"mutask: error: {engine.store.uri} already has a root model (a new root needs a "
+            "new store)",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
+    cfg = preflight(engine, cfg, log=_stderr).cfg  # data, image size (0: the data's), memory
+    print(f"mutask: root on {device.describe()}, store {engine.store.uri}", file=sys.stderr)
+    try:
+        manifest = bootstrap_root(engine, cfg)
+    except Interrupted:
+        print("mutask: stopped by signal; nothing was published", file=sys.stderr)
+        return ExitCode.PREEMPTED
+    print(
+        json.dumps(
+            {
+                "task": ROOT_TASK,
+                "trained_on": manifest.get("bootstrap_task"),
+                "test_accuracy": manifest["test_accuracy"],
+                "params": manifest["params"],
+                "image_size": manifest["shape"]["image_size"],
+                **manifest.get("training", {}),
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
+    return ExitCode.OK
 
 
 def run_introduction(
@@ -110,6 +157,7 @@ def run_worker(
             sinks=sinks,
             should_stop=should_stop,
             progress_bars=not quiet and worker.lead,
+            log=_stderr,  # stdout is the JSON report alone
             workers=cfg.workers,
             cpus=requested_cpus(os.environ),
             worker=worker,
@@ -173,6 +221,7 @@ def _report(out: IntroductionOutcome) -> int:
                 "seconds": round(out.seconds, 1),
                 "no_forgetting_verified": not forgotten and not damaged,
                 "damaged_tasks": sorted(damaged),
+                "examples": out.examples,
             },
             indent=2,
             sort_keys=True,

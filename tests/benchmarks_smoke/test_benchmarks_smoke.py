@@ -1,4 +1,4 @@
-"""Smoke runs of the generation, quality and serving benchmarks with tiny budgets."""
+"""Smoke runs of the generation, quality, serving and multi-host benchmarks with tiny budgets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mutask.trainer.data.builtin import data_dirs
+from mutask.trainer.data.download import default_cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _fashion_mnist_offline() -> bool:
+    folders = [*data_dirs("fashion-mnist"), default_cache_dir() / "fashion-mnist"]
+    names = ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
+    return any((f / n).exists() for f in folders for n in names)
 
 
 def _run(args: list[str]) -> str:
@@ -35,7 +46,7 @@ def test_generation_benchmark_smoke() -> None:
             "2",
             "--workers",
             "2",
-        ],
+        ]
     )
     assert "results identical" in out
     assert "mutask lockstep + 2 candidates at once" in out  # one candidate per core
@@ -43,30 +54,50 @@ def test_generation_benchmark_smoke() -> None:
     assert out.strip().splitlines()[-1].startswith("speed-up")
 
 
-def test_quality_suite_quick(tmp_path: Path) -> None:
-    out = _run(
-        [
-            "benchmarks/quality.py",
-            "--quick",
-            "--no-fashion",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-    )
-    assert out.strip().splitlines()[-1].startswith("headline vs fine-tune per task")
-    records = json.loads((tmp_path / "quality_results.json").read_text())
-    methods = {r["method"] for r in records}
-    assert {"mutask s=1", "finetune", "head", "adapters", "sequential"} <= methods
-    assert len({r["task"] for r in records}) >= 6
-    assert all(r["acc_own"] == r["acc_final"] for r in records if r["method"].startswith("mutask"))
-    assert (tmp_path / "quality_accuracy_vs_params.png").exists()
-    assert (tmp_path / "quality_params_vs_tasks.png").exists()
-    tables = _run(
-        ["benchmarks/quality.py", "--from-results", str(tmp_path / "quality_results.json")],
-    )
-    assert "| mutask s=1 |" in tables and "Per task, mean over seeds" in tables
+@pytest.mark.skipif(
+    not _fashion_mnist_offline(),
+    reason="the quality protocol's root is trained on Fashion-MNIST, which is not installed "
+    "(apt-get install dataset-fashion-mnist, or set MUTASK_DATA_DIR)",
+)
+def test_quality_protocol_quick(tmp_path: Path) -> None:
+    cache, out_dir = tmp_path / "cache", tmp_path / "out"
+    args = ["benchmarks/quality.py", "--quick", "--cache", str(cache), "--out", str(out_dir)]
+    out = _run([*args, "--quiet"])
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("headline: mutask / fine-tune mean test accuracy"), last
+    rows = json.loads((out_dir / "quality_rows.json").read_text())
+    methods = {r["method"] for r in rows}
+    assert methods == {
+        "finetune",
+        "head",
+        "adapters",
+        "scratch",
+        "sequential",
+        "mutask",
+        "mutask-even",
+        "mutask-s0.9",
+        "mutask-quick",
+        "mutask-thorough",
+        "mutask-own-root",
+    }
+    assert len({r["task"] for r in rows}) == 5
+    # mutask's no-forgetting is verified by the engine (hashes, probe, re-evaluation)
+    assert all(r["acc_own"] == r["acc_final"] for r in rows if r["method"].startswith("mutask"))
+    # every mutask candidate's examples are counted: G * K * V * N * B of the quick budget
+    assert {r["examples"] for r in rows if r["method"] == "mutask"} == {1 * 2 * 1 * 4 * 16}
+    assert "Successive halving vs the even split" in out
+    for name in ("per_task", "accuracy_vs_params", "accuracy_vs_examples"):
+        assert (out_dir / f"quality_{name}.png").exists()
+    # a second run reads every finished run from the cache and reports the same numbers
+    again = _run([*args, "--quiet"])
+    assert again.strip().splitlines()[-1] == last
+    # the mutask side re-runs alone once its cached runs are deleted
+    for folder in cache.glob("quick-*/mutask"):
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    alone = _run([*args, "--only", "mutask"])
+    assert "mutask seed 0: introducing fashion-flip" in alone
+    assert "finetune fashion-flip seed 0" not in alone  # baselines come from the cache
+    assert alone.strip().splitlines()[-1] == last  # mutask is deterministic
 
 
 def test_serve_benchmark_quick() -> None:

@@ -32,6 +32,34 @@ def test_default_splits_on_digits(cache: SourceCache) -> None:
     assert data.image_shape == (8, 8, 1)
 
 
+@pytest.mark.parametrize("key", ["val", "validation"])
+def test_auto_splits_use_the_sources_own_validation_split(
+    npz_file: Callable[..., Path], key: str
+) -> None:
+    xtr, ytr = synthetic(100, classes=4)
+    xva, yva = synthetic(30, classes=4, seed=2)
+    xte, yte = synthetic(40, classes=4, seed=1)
+    arrays = {"x_train": xtr, "y_train": ytr, f"x_{key}": xva, f"y_{key}": yva}
+    path = npz_file("own.npz", **arrays, x_test=xte, y_test=yte)
+    data = load_task("own", DatasetConfig(source=str(path)))
+    np.testing.assert_array_equal(data.validation.images, xva)
+    np.testing.assert_array_equal(data.train.labels, ytr)  # all of train trains
+    # an explicit split still wins over the source's own
+    cut = load_task("cut", DatasetConfig(source=str(path), validation_split="train[90%:]"))
+    assert len(cut.validation) == 10 and len(cut.train) == 90
+    with pytest.raises(DatasetError, match=r"dataset\.train_split"):
+        load_task("odd", DatasetConfig(source=str(path), validation_split="train[:5]"))
+
+
+def test_auto_splits_cut_validation_from_train_without_one(toy: str) -> None:
+    auto = load_task("a", DatasetConfig(source=toy))
+    explicit = load_task(
+        "e", DatasetConfig(source=toy, train_split="train[:90%]", validation_split="train[90%:]")
+    )
+    np.testing.assert_array_equal(auto.validation.labels, explicit.validation.labels)
+    np.testing.assert_array_equal(auto.train.labels, explicit.train.labels)
+
+
 def test_labels_subset_relabels_in_given_order(toy: str) -> None:
     data = load_task("sub", DatasetConfig(source=toy, labels=[3, 1]))
     assert data.num_classes == 2

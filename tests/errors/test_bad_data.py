@@ -166,7 +166,7 @@ SMALL = ["--batch-size", "1", "--workers", "1"]
     ("argv", "free", "cache_mb", "text"),
     [
         ([*INTRO, "--batch-size", "65536"], 1 << 30, "1024", "budget.batch_size=65536"),
-        ([*INTRO, *SMALL], 4 << 20, "1024", "dataset.source='digits'"),
+        ([*INTRO, *SMALL, "--dataset", "mnist"], 4 << 20, "1024", "dataset.source='mnist'"),
         ([*INTRO, *SMALL], 1 << 20, "0", "streamed"),
         ([*BOOT, "--image-size", "1024"], 64 << 30, "1024", "budget.batch_size=64"),
     ],

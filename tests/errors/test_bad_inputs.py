@@ -57,7 +57,7 @@ CLI_CASES: list[Any] = [  # pytest.param(argv, text, id=...)
     case("candidates-257", [*INTRO, "--candidates", "257"], "budget.candidates=257"),
     case("rounds-0", [*INTRO, "--rounds", "0"], "budget.validation_rounds=0"),
     case("rounds-101", [*INTRO, "--rounds", "101"], "budget.validation_rounds=101"),
-    case("steps-0", [*INTRO, "--steps", "0"], "budget.steps_per_round=0"),
+    case("steps-negative", [*INTRO, "--steps", "-1"], "budget.steps_per_round=-1"),
     case("steps-1e12", [*INTRO, "--steps", str(10**12)], "budget.steps_per_round=1000000000000"),
     case("steps-float", [*INTRO, "--steps", "1.5"], "argument --steps"),
     case("batch-0", [*INTRO, "--batch-size", "0"], "budget.batch_size=0"),

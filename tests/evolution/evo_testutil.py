@@ -79,6 +79,7 @@ def context(
     extra_paths: Iterable[Path] = (),
     extra_components: Iterable[Component] = (),
     adapters: bool = True,
+    label_space: str = "",
 ) -> MutationContext:
     """A mutation context over ``system`` (everything owned is frozen unless told otherwise)."""
     components = {**system.components, **{c.id: c for c in extra_components}}
@@ -94,6 +95,7 @@ def context(
         lookup=known.get,
         adapters=adapters,
         root=system.root,
+        label_space=label_space,
     )
 
 
@@ -217,17 +219,24 @@ def run_iteration(
 
 
 def retain_task(
-    system: System, task: str, *, num_classes: int = 10, own: Sequence[str] = ("head",)
+    system: System,
+    task: str,
+    *,
+    num_classes: int = 10,
+    own: Sequence[str] = ("head",),
+    label_space: str = "",
 ) -> Path:
     """Retain a hand-made path for ``task``: the root's components, except ``own`` names,
-    which get fresh components ``<task>/<name>`` (a minimal finished task iteration)."""
+    which get fresh components ``<task>/<name>`` (a minimal finished task iteration); its
+    head's classes mean ``label_space``."""
     root = system.root
     refs: list[tuple[str, str]] = []
     for name, cid in root.components:
         if name in own:
             classes = num_classes if name == "head" else 0
             params = system.shape.component_params(name, num_classes=classes)
-            comp = Component(f"{task}/{name}", name, params, classes)
+            space = label_space if name == "head" else ""
+            comp = Component(f"{task}/{name}", name, params, classes, label_space=space)
             system.add_components([comp])
             cid = comp.id
         refs.append((name, cid))

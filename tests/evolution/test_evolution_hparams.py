@@ -267,3 +267,24 @@ def test_hparams_stay_on_their_ladders_across_many_mutations(
         per_action = {k: v for k, v in hp.items() if k.startswith("_mu_/")}
         assert all(v in PER_ACTION_MU_LADDER for v in per_action.values())
         assert bool(per_action) == per_action_mu
+
+
+def test_defaults_can_be_moved_along_the_same_ladders() -> None:
+    space = large_space(max_layers=4, defaults={"opt_lr": 0.05, "ds_crop": False})
+    spec = large_space(max_layers=4)
+    assert space.defaults()["opt_lr"] == 0.05 and space.defaults()["ds_crop"] is False
+    assert space.ladders["opt_lr"].values == spec.ladders["opt_lr"].values
+    with pytest.raises(ValueError, match="ladder"):
+        large_space(max_layers=4, defaults={"opt_lr": 0.03})  # not a rung
+    with pytest.raises(ValueError, match="no ladder"):
+        large_space(max_layers=4, defaults={"nope": 1})
+
+
+def test_fixed_keys_leave_the_search_at_a_value_of_their_ladder() -> None:
+    space = large_space(max_layers=2, fixed={"ds_crop": False})
+    assert "ds_crop" not in space.ladders and space.fixed["ds_crop"] is False
+    assert space.defaults()["ds_crop"] is False
+    with pytest.raises(ValueError, match="cannot fix ds_crop='yes'"):
+        large_space(max_layers=2, fixed={"ds_crop": "yes"})
+    with pytest.raises(ValueError, match="cannot fix nope"):
+        large_space(max_layers=2, fixed={"nope": 1})

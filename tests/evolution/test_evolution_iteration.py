@@ -24,6 +24,7 @@ from mutask.trainer.evolution import (
     SearchSpace,
     System,
     TaskIteration,
+    large_space,
     round_robin,
 )
 from mutask.trainer.evolution.system import path_params
@@ -120,6 +121,21 @@ def test_data_hparams_follow_the_populations_leader(system: System, space) -> No
     data = it.data_hparams()
     assert data["ds_crop"] is False
     assert data["ds_hue_delta"] == 0.2
+
+
+def test_fixed_data_hparams_hold_whatever_the_leader_had(system: System) -> None:
+    """A space that does not tune crops and flips (small images) gives every generation its
+    fixed values, even when the parent's path recorded others, while the rest still mutate."""
+    small = large_space(max_layers=2, fixed={"ds_crop": False, "ds_flip_left_right": False})
+    own = retain_task(system, "a")
+    hparams = {**own.hparams, "ds_crop": True, "ds_flip_left_right": True}
+    system.retain(Path("a/best", "a", hparams, own.components, quality=0.5, score=0.5))
+    it = start(system, small, "a")
+    it.rng = ScriptedRng(default=0.0)  # every mutation that can happen does
+    data = it.data_hparams()
+    assert data["ds_crop"] is False and data["ds_flip_left_right"] is False
+    assert "ds_crop" not in small.data_keys() and "ds_hue_delta" in small.data_keys()
+    assert data["ds_hue_delta"] != hparams.get("ds_hue_delta", 0.0)  # still tuned
 
 
 def test_data_hparams_include_only_data_keys(system: System, space) -> None:
@@ -385,3 +401,34 @@ def test_different_seeds_give_different_evolutions() -> None:
     a = evolve(3, ["a", "b", "private:p"])
     b = evolve(4, ["a", "b", "private:p"])
     assert a.best != b.best
+
+
+# -- final phase -------------------------------------------------------------------------
+def test_refine_rescores_the_best_in_place_and_finish_retains_it(
+    system: System, space: SearchSpace
+) -> None:
+    it = start(system, space, generations=1, candidates=3)
+    run_iteration(system, "a", space, it.config, it.rng, it=it, generations=1)
+    best = it.best
+    assert best is not None and best.quality is not None
+    own = it.own_components(best)
+    assert own and all(cid in it.pending for cid in own)
+    assert own == [cid for cid in best.component_ids if cid.startswith(best.id + "/")]
+    refined = it.refine(best, best.quality + 0.1)
+    assert refined.id == best.id and refined.quality == pytest.approx(best.quality + 0.1)
+    assert it.best == refined and len(it.population) == len({p.id for p in it.population})
+    assert it.finish().best == refined
+    assert system.best["a"].quality == pytest.approx(best.quality + 0.1)
+
+
+def test_refine_refuses_strangers_and_paths_with_nothing_to_train(
+    system: System, space: SearchSpace
+) -> None:
+    system.retain(retain_task(system, "a").scored(0.5, 0.5))
+    it = start(system, space)  # a revisit: its previous best is in the population
+    previous = it.population[0]
+    assert it.own_components(previous) == []  # published components are never trained
+    with pytest.raises(ValueError, match=r"nothing|no component"):
+        it.refine(previous, 0.9)
+    with pytest.raises(KeyError):
+        it.refine(system.root, 0.9)

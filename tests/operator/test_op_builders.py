@@ -17,7 +17,7 @@ from mutask.operator.spec import (
     parse_introduction,
     parse_system,
 )
-from mutask.trainer.config import ConfigError, IntroduceConfig
+from mutask.trainer.config import BudgetConfig, ConfigError, IntroduceConfig
 
 S = Settings()
 
@@ -322,7 +322,7 @@ def test_configmap_is_exact_trainer_json() -> None:
     # TI budget > system defaults > trainer defaults
     assert (config.budget.generations, config.budget.candidates) == (7, 5)
     assert (config.budget.steps_per_round, config.budget.batch_size) == (11, 16)
-    assert config.budget.validation_rounds == 2
+    assert config.budget.validation_rounds == BudgetConfig.validation_rounds  # trainer default
     assert config.search.size_scale == 0.5  # from the system's scoring
     assert config.search.per_action_mu is True and config.search.adapters is False
     assert config.search.population_cap == 5

@@ -135,16 +135,21 @@ def test_budget_bounds_are_the_trainers(crd: dict[str, Any], path: tuple[str, ..
     props = _prop(crd, *path)["properties"]
     for field, crd_name in CRD_BUDGET.items():
         assert (props[crd_name]["minimum"], props[crd_name]["maximum"]) == (
-            1,
+            0 if field == "steps_per_round" else 1,
             limits.BUDGET_MAX[field],
         ), field
+    assert props["epochs"]["maximum"] == limits.EPOCHS_MAX
 
 
 def test_other_bounds_are_the_trainers() -> None:
     assert _prop(TI, "spec", "seed")["maximum"] == limits.SEED_MAX
     assert _prop(TI, "spec", "search", "populationCap")["maximum"] == limits.POPULATION_CAP_MAX
     size = _prop(MTS, "spec", "rootModel", "imageSize")
-    assert (size["minimum"], size["maximum"]) == (limits.IMAGE_SIZE_MIN, limits.IMAGE_SIZE_MAX)
+    assert (size["minimum"], size["maximum"]) == (0, limits.IMAGE_SIZE_MAX)  # 0: the data's own
+    (rule,) = size["x-kubernetes-validations"]
+    assert rule["rule"] == f"self == 0 || self >= {limits.IMAGE_SIZE_MIN}"
+    epochs = _prop(MTS, "spec", "rootModel", "maxEpochs")
+    assert epochs["maximum"] == limits.EPOCHS_MAX
 
 
 def test_presets_and_their_patch_sizes_are_the_registrys() -> None:

@@ -21,6 +21,8 @@ TINY = [
     "mu-tiny",
     "--image-size",
     "16",
+    "--max-epochs",
+    "0.25",
     "--candidates",
     "2",
     "--rounds",
@@ -36,7 +38,7 @@ def tiny_config(task: str, store: str) -> IntroduceConfig:
         task=task,
         store=store,
         device="cpu",
-        model=ModelConfig(preset="mu-tiny", image_size=16),
+        model=ModelConfig(preset="mu-tiny", image_size=16, max_epochs=0.25),
         budget=BudgetConfig(generations=1, candidates=2, validation_rounds=1, steps_per_round=5),
     ).validate()
 

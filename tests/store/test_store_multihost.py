@@ -76,6 +76,34 @@ def test_hosts_publish_exactly_what_one_process_does(
     assert not list(Path(store, "tasks", TASK).glob("exchange/**/*.json")), "records cleared"
 
 
+def test_successive_halving_across_hosts_matches_one_process(
+    root_store: Path, seeded: Callable[[Path, str], str], tmp_path: Path
+) -> None:
+    """Four candidates, three rounds: after each round the hosts share every candidate's
+    round quality through the store and keep the same better half (4, 2, 1), then host 0
+    trains the final phase; the result is what one process publishes."""
+    cmd = [*argv("", 1, 4), "--rounds", "3"]
+    one_uri, hosts_uri = str(tmp_path / "one"), str(tmp_path / "hosts")
+    seeded(root_store, one_uri)
+    alone = start(_with_store(cmd, one_uri), tmp_path, "one")
+    finish([alone])
+    assert "successive halving" in alone.stderr
+    seeded(root_store, hosts_uri)
+    runs = hosts(_with_store(cmd, hosts_uri), tmp_path, 2, "a")
+    finish(runs)
+    assert final_state(SystemStore.open(hosts_uri), TASK) == final_state(
+        SystemStore.open(one_uri), TASK
+    )
+    manifest = SystemStore.open(hosts_uri).read_manifest(TASK)
+    assert manifest is not None and manifest[0]["training"]["final_examples"] > 0
+
+
+def _with_store(cmd: list[str], uri: str) -> list[str]:
+    """``cmd`` with its ``--store`` value replaced by ``uri``."""
+    i = cmd.index("--store")
+    return [*cmd[: i + 1], uri, *cmd[i + 2 :]]
+
+
 def test_hosts_on_a_gcs_bucket(
     gs_uri: str,
     new_gs_uri: Callable[[], str],
@@ -127,15 +155,17 @@ def test_a_host_killed_mid_generation_resumes_from_the_stored_candidates(
     second = hosts(cmd, tmp_path, 2, "b")
     finish(second)
     assert final_state(SystemStore.open(store), TASK) == one
-    for h, run in enumerate(second):  # generation 2: each host re-trains only what was lost
+    for h, run in enumerate(
+        second
+    ):  # generation 2 (logged on stderr): each host re-trains only what was lost
         reused, trains = sorted(SHARES[h] & kept), sorted(SHARES[h] - kept)
         if reused:
             line = (
                 f"generation 2: worker {h + 1}/2 reuses candidates {reused} an earlier "
                 f"attempt stored, trains {trains or 'none'}"
             )
-            assert line in run.stdout, (line, run.stdout[-2000:])
+            assert line in run.stderr, (line, run.stderr[-2000:])
         else:
-            assert "reuses" not in run.stdout, run.stdout[-2000:]
+            assert "reuses" not in run.stderr, run.stderr[-2000:]
     for run in second:  # generation 1 came from host 0's checkpoint, not from training
-        assert "resumed at generation 1" in run.stdout, run.stdout[-2000:]
+        assert "resumed at generation 1" in run.stderr, run.stderr[-2000:]

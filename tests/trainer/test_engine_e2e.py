@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from mutask.trainer.cli import main
-from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.config import (
+    BudgetConfig,
+    DatasetConfig,
+    IntroduceConfig,
+    ModelConfig,
+    SearchConfig,
+)
 from mutask.trainer.evolution import ROOT_TASK
 from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.iteration.bootstrap import bootstrap_root
@@ -39,6 +45,7 @@ def cfg(store: Path, task: str, dataset: DatasetConfig, **kw: object) -> Introdu
         store=str(store),
         budget=TINY,
         search=SearchConfig(size_scale=0.9),
+        model=ModelConfig(image_size=16, max_epochs=0.25),
         device="cpu",
     )
     return replace(base, **kw)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from trainer_testutil import one_torch_thread
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine
-from mutask.trainer.iteration.exchange import ExchangeAborted, Worker, aborting_others
+from mutask.trainer.iteration.exchange import Exchange, ExchangeAborted, Worker, aborting_others
 from mutask.trainer.iteration.generation import GenerationTraining
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.gc import referenced_blobs
@@ -44,12 +44,12 @@ def _one_torch_thread() -> Any:
         yield
 
 
-def _cfg(store: Path) -> IntroduceConfig:
+def _cfg(store: Path, budget: BudgetConfig = BUDGET) -> IntroduceConfig:
     return IntroduceConfig(
         task="low",
         dataset=DatasetConfig(source="digits", labels=[0, 1, 2, 3, 4]),
         store=str(store),
-        budget=BUDGET,
+        budget=budget,
         search=SearchConfig(size_scale=0.9),
         device="cpu",
     )
@@ -94,7 +94,7 @@ def _published(store: Path) -> dict[str, Any]:
 
 
 def _shared_run(
-    store: Path, attempt: str, **follower_kw: Any
+    store: Path, attempt: str, budget: BudgetConfig = BUDGET, **follower_kw: Any
 ) -> tuple[Any, BaseException | None, dict[int, int]]:
     """The lead and one follower of ``attempt`` on ``store``: the lead's outcome, the
     follower's error (if any) and how many candidates each worker trained."""
@@ -106,7 +106,7 @@ def _shared_run(
         try:
             engine = _engine(store, Worker(1, 2), attempt=attempt, **follower_kw)
             with aborting_others(engine.store, "low", attempt, Worker(1, 2)):
-                engine.follow(_cfg(store))
+                engine.follow(_cfg(store, budget))
         except BaseException as err:
             errors.append(err)
 
@@ -121,7 +121,7 @@ def _shared_run(
         thread = threading.Thread(target=follow)
         thread.start()
         try:
-            outcome = _engine(store, Worker(0, 2), attempt=attempt).introduce(_cfg(store))
+            outcome = _engine(store, Worker(0, 2), attempt=attempt).introduce(_cfg(store, budget))
         finally:
             thread.join()
     return outcome, errors[0] if errors else None, trained
@@ -140,6 +140,42 @@ def test_two_workers_publish_exactly_what_one_does_and_leave_no_records(
     # 3 candidates per generation: the lead trains 0 and 2, the follower 1, twice
     assert trained == {0: 4, 1: 2}
     assert not list((two / "tasks" / "low").glob("exchange/**/*.json"))
+
+
+def test_successive_halving_decides_from_every_workers_round_qualities(
+    root: Path, tmp_path: Path
+) -> None:
+    """4 candidates, 3 rounds (4, 2, 1 go on): after each round that a decision follows, both
+    workers hold every candidate's round quality, so they keep the same ones, and publish what
+    one worker does."""
+    budget = BudgetConfig(
+        generations=1,
+        candidates=4,
+        validation_rounds=3,
+        steps_per_round=3,
+        batch_size=32,
+        max_validation_examples=128,
+    )
+    one = _copy(root, tmp_path / "one")
+    _engine(one).introduce(_cfg(one, budget))
+    shared: dict[tuple[int, int], dict[int, float]] = {}
+    inner = Exchange.share_round
+
+    def spy(self: Exchange, gen: int, r: int, plans: Any, mine: Any, active: Any) -> Any:
+        out = inner(self, gen, r, plans, mine, active)
+        shared[(self.worker.rank, r)] = out
+        return out
+
+    two = _copy(root, tmp_path / "two")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Exchange, "share_round", spy)
+        _, error, _ = _shared_run(two, "a", budget)
+    assert error is None
+    assert sorted(shared) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # no decision after round 3
+    assert [len(shared[(0, r)]) for r in range(2)] == [4, 2]  # the halving's rungs: 4, 2, 1
+    for r in range(2):
+        assert shared[(0, r)] == shared[(1, r)], f"round {r}: the workers disagree"
+    assert _published(two) == _published(one)
 
 
 def test_a_failing_worker_stops_the_others(root: Path, tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def test_engine_lockstep_publishes_the_same_task(tmp_path: Path) -> None:
         store=str(tmp_path / "a"),
         budget=budget,
         search=SearchConfig(size_scale=0.9),
-        model=ModelConfig(preset="mu-tiny", image_size=8),
+        model=ModelConfig(preset="mu-tiny", image_size=8, max_epochs=0.25),
         device="cpu",
     )
     bootstrap_root(_engine(tmp_path / "a", lockstep=True), base)

@@ -17,7 +17,13 @@ import pytest
 import torch
 from trainer_testutil import SHAPE, same_state
 
-from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.config import (
+    BudgetConfig,
+    DatasetConfig,
+    IntroduceConfig,
+    ModelConfig,
+    SearchConfig,
+)
 from mutask.trainer.evolution import Component, NewComponent
 from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.iteration.bootstrap import bootstrap_root
@@ -48,6 +54,7 @@ def _cfg(store: Path, task: str, dataset: DatasetConfig) -> IntroduceConfig:
         store=str(store),
         budget=BUDGET,
         search=SearchConfig(size_scale=0.9),
+        model=ModelConfig(image_size=16, max_epochs=0.25),
         device="cpu",
     )
 

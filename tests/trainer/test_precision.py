@@ -18,6 +18,7 @@ from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.system_store import SystemStore
 
 TINY = ["--generations", "1", "--candidates", "2", "--rounds", "1", "--steps", "5"]
+TINY += ["--image-size", "16", "--max-epochs", "0.25"]
 
 
 def _introduce(store: Path, task: str, *flags: str) -> int:

@@ -13,9 +13,20 @@ import pytest
 
 from mutask.contract import ExitCode
 from mutask.trainer.cli import build_parser, config_from_args, main
-from mutask.trainer.config import IntroduceConfig
+from mutask.trainer.config import BUDGETS, BudgetConfig, IntroduceConfig
+from mutask.trainer.flags import bootstrap_config
 
-SUBCOMMANDS = ["demo", "introduce", "show", "evaluate", "verify", "export", "gc", "operator"]
+SUBCOMMANDS = [
+    "demo",
+    "introduce",
+    "bootstrap",
+    "show",
+    "evaluate",
+    "verify",
+    "export",
+    "gc",
+    "operator",
+]
 
 
 def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -119,21 +130,103 @@ def test_flags_override_a_config_file_with_any_value_including_zero(tmp_path: Pa
     assert (cfg.seed, cfg.store, cfg.device, cfg.precision) == (0, "mutask-store", "auto", "auto")
 
 
-def test_introduce_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
-    out = " ".join(_help(["introduce", "--help"], capsys).split())
-    (introduce,) = [
+def _subparser(command: str) -> argparse.ArgumentParser:
+    (parser,) = [
         p
         for a in build_parser()._actions
         if isinstance(a, argparse._SubParsersAction)
         for name, p in a.choices.items()
-        if name == "introduce"
+        if name == command
     ]
+    return parser
+
+
+@pytest.mark.parametrize("command", ["introduce", "bootstrap", "demo"])
+def test_help_shows_every_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option with a value says its default (flags that switch something on are off
+    by default; --config and --task have none)."""
+    out = " ".join(_help([command, "--help"], capsys).split())
+    for action in _subparser(command)._actions:
+        if not action.option_strings or action.nargs == 0 or action.dest in ("config", "task"):
+            continue
+        text = " ".join((action.help or "").split())
+        if action.default not in (None, argparse.SUPPRESS) and action.default is not False:
+            assert "default" in text or f"(default: {action.default})" in out, action.dest
+        else:
+            assert "default" in text, action.dest
+
+
+def test_introduce_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    out = " ".join(_help(["introduce", "--help"], capsys).split())
+    introduce = _subparser("introduce")
     for action in introduce._actions:
         if action.default not in (None, False, argparse.SUPPRESS):
             assert f"(default: {action.default})" in out, action.dest
     for flag in ("--store", "--seed", "--device", "--precision", "--metrics-port", "--workers"):
         help_text = next(a.help for a in introduce._actions if flag in a.option_strings)
         assert help_text is not None and "default" in help_text, flag
+
+
+def test_budget_presets_with_single_fields_overridden() -> None:
+    def budget(*flags: str) -> BudgetConfig:
+        args = build_parser().parse_args(["introduce", "--task", "t", *flags])
+        return config_from_args(args).budget
+
+    assert budget() == BUDGETS["default"] == BudgetConfig()
+    assert budget("--budget", "quick") == BUDGETS["quick"]
+    assert budget("--budget", "thorough", "--steps", "7").steps_per_round == 7
+    assert budget("--budget", "thorough", "--steps", "7").generations == 3
+    assert budget("--epochs", "2.5").epochs == 2.5
+    even = budget("--even-split")
+    assert not even.halving and not even.final_training
+
+
+def test_bootstrap_config_names_the_data_and_keeps_the_model_flags() -> None:
+    argv = ["bootstrap", "--dataset", "data/My Scans.npz", "--max-epochs", "3", "--store", "s"]
+    cfg = bootstrap_config(build_parser().parse_args(argv))
+    assert cfg.task == "my-scans" and cfg.bootstrap_root and cfg.store == "s"
+    assert (cfg.model.image_size, cfg.model.max_epochs) == (0, 3.0)
+    args = build_parser().parse_args(["bootstrap", "--dataset", "fashion_mnist", "--task", "f"])
+    assert bootstrap_config(args).task == "f"
+
+
+def test_bootstrap_refuses_a_store_that_has_a_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "store"
+    argv = ["bootstrap", "--store", str(store), "--dataset", "digits", "--max-epochs", "0.1"]
+    assert main([*argv, "--quiet", "--device", "cpu"]) == 0
+    assert '"trained_on": "digits"' in capsys.readouterr().out
+    assert main([*argv, "--quiet", "--device", "cpu"]) != 0
+    assert "already has a root" in capsys.readouterr().err
+
+
+def test_introduce_reports_the_examples_it_spent_and_its_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "store")
+    boot = ["bootstrap", "--store", store, "--dataset", "digits", "--max-epochs", "0.2"]
+    assert main([*boot, "--quiet", "--device", "cpu"]) == 0
+    assert '"image_size": 8' in capsys.readouterr().out  # the data's own size (8x8 digits)
+    argv = ["introduce", "--store", store, "--task", "low", "--labels", "0,1,2", "--quiet"]
+    tiny = ["--generations", "1", "--candidates", "2", "--rounds", "2", "--steps", "2"]
+    assert main([*argv, *tiny, "--batch-size", "8", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # 2 candidates x 1 round, then the winner 1 more (halving), then the round saved (final)
+    assert report["examples"] == 2 * 2 * 2 * 8
+    assert report["seconds"] >= 0 and report["no_forgetting_verified"]
+
+
+def test_demo_states_the_budget_behind_its_accuracies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, report = str(tmp_path / "store"), str(tmp_path / "report")
+    argv = ["demo", "--quick", "--quiet", "--store", store, "--report", report]
+    assert main([*argv, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "budget per task: a smoke budget (--quick) (README: Budgets): 1 generation(s)" in out
+    assert out.count(" training examples (") == 4  # every visit: examples and time
+    assert "VERIFIED" in out
 
 
 def test_zero_workers_exit_2_naming_the_field(

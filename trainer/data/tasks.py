@@ -9,6 +9,7 @@ keep/relabel classes (``labels`` or ``label_map``); set ``transform``; truncate 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from mutask.trainer.data.arrays import Source
 from mutask.trainer.data.errors import DatasetError
 from mutask.trainer.data.examples import TRANSFORMS, Examples
 from mutask.trainer.data.sources import SourceCache, load_source
-from mutask.trainer.data.splits import overlap, resolve_split, select_split
+from mutask.trainer.data.splits import overlap, parse_split, resolve_split, select_split
 
 AUTO = "auto"
 _SPLIT_FIELDS = ("train", "validation", "test")
@@ -43,12 +44,37 @@ class TaskData:
         return int(h), int(w), int(c)
 
 
-def auto_splits(source: Source) -> tuple[str, str]:
-    """The (train, validation) specs ``auto`` means for ``source``: its own ``validation``
-    split with all of ``train`` when it has one, else ``train[:90%]`` / ``train[90%:]``."""
-    if "validation" in source.splits:
-        return "train", "validation"
-    return "train[:90%]", "train[90%:]"
+VALIDATION_BASES = ("validation", "val")
+
+
+def auto_splits(source: Source, specs: Mapping[str, str], task: str = "?") -> dict[str, str]:
+    """``specs`` with every ``auto`` resolved: validation is the source's own validation
+    split (a base split named ``validation`` or ``val``, e.g. an .npz's ``x_val``), else
+    ``train[90%:]``; train is all of ``train`` when validation takes nothing from it, else
+    ``train[:90%]`` beside the default ``train[90%:]`` (any other validation cut from
+    ``train`` needs an explicit ``train_split``)."""
+    own = next((b for b in VALIDATION_BASES if b in source.splits), None)
+    resolved = dict(specs)
+    if resolved.get("validation") == AUTO:
+        resolved["validation"] = own or "train[90%:]"
+    if resolved.get("train") == AUTO:
+        validation = resolved["validation"]
+        bases = {
+            s.base for s in parse_split(validation, task=task, field="dataset.validation_split")
+        }
+        if "train" not in bases:
+            resolved["train"] = "train"
+        elif validation == "train[90%:]":
+            resolved["train"] = "train[:90%]"
+        else:
+            raise DatasetError(
+                task,
+                "dataset.train_split",
+                AUTO,
+                f"dataset.validation_split={validation!r} takes examples from train: give "
+                "the training examples explicitly too, e.g. train[:80%] beside train[80%:]",
+            )
+    return resolved
 
 
 def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None) -> TaskData:
@@ -73,12 +99,8 @@ def load_task(task: str, cfg: DatasetConfig, *, cache: SourceCache | None = None
             task, "dataset.max_train_examples", cfg.max_train_examples, "must be an integer >= 1"
         )
     source = load_source(cfg.source, task=task, cache=cache)
-    specs = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
-    train_auto, validation_auto = auto_splits(source)
-    if specs["train"] == AUTO:
-        specs["train"] = train_auto
-    if specs["validation"] == AUTO:
-        specs["validation"] = validation_auto
+    given = {name: getattr(cfg, f"{name}_split") for name in _SPLIT_FIELDS}
+    specs = auto_splits(source, given, task)
     ranges = {
         name: resolve_split(source, spec, task, field=f"dataset.{name}_split")
         for name, spec in specs.items()

@@ -1,4 +1,5 @@
-"""Tables of a system: per task its path, accuracy, and parameters added vs shared."""
+"""Tables of a system: per task its path, accuracy, parameters added vs shared, and the
+training examples and time it took (the budget behind each accuracy)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def task_rows(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> lis
                 "params_total": acct["total"],
                 "shares_with": shared_with,
                 "seconds": (m.get("history") or [{}])[-1].get("seconds"),
+                "examples": (m.get("training") or {}).get("examples"),
             }
         )
     return rows
@@ -50,7 +52,7 @@ def system_table(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> 
     rows = task_rows(system, manifests)
     head = (
         f"{'task':24s} {'it':>2s} {'val acc':>8s} {'test acc':>8s} {'added':>9s} "
-        f"{'shared':>9s} {'layers':>6s} {'adpt':>4s} {'time s':>7s}"
+        f"{'shared':>9s} {'layers':>6s} {'adpt':>4s} {'examples':>9s} {'time s':>7s}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -58,7 +60,7 @@ def system_table(system: System, manifests: Mapping[str, Mapping[str, Any]]) -> 
             f"{r['task'][:24]:24s} {r['iteration']:>2d} {_fmt(r['val_accuracy'], '8.4f')} "
             f"{_fmt(r['test_accuracy'], '8.4f')} {r['params_added']:>9,d} "
             f"{r['params_shared']:>9,d} {r['layers']:>6d} {r['adapters']:>4d} "
-            f"{_fmt(r['seconds'], '7.1f')}"
+            f"{_fmt(r['examples'], '9,d')} {_fmt(r['seconds'], '7.1f')}"
         )
     total = sum(c.num_params for c in system.components.values())
     lines.append("-" * len(head))

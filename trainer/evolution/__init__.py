@@ -1,5 +1,6 @@
-"""The pure µ2Net core: components, paths, mutation, selection, scoring, retention, and
-the generation loop (:mod:`.driver`) that calls back into training.
+"""The pure µ2Net core: components, paths, mutation, selection, scoring, retention, the
+generation loop (:mod:`.driver`) that calls back into training, and who keeps training
+inside a generation (:mod:`.halving`).
 
 No torch and no I/O here (an import-linter contract enforces it); every random choice comes
 from an injected ``numpy.random.Generator``, so the same seed gives the same evolution and
@@ -15,6 +16,7 @@ from mutask.trainer.evolution.driver import (
     run_generation,
     run_generations,
 )
+from mutask.trainer.evolution.halving import FinalPhase, Halving, final_phase, survivors
 from mutask.trainer.evolution.hparams import HValue, Ladder, SearchSpace, large_space
 from mutask.trainer.evolution.iteration import IterationConfig, IterationResult, TaskIteration
 from mutask.trainer.evolution.mutation import ChildPlan, NewComponent, fresh_plan, make_child
@@ -27,7 +29,9 @@ __all__ = [
     "ROOT_TASK",
     "ChildPlan",
     "Component",
+    "FinalPhase",
     "HValue",
+    "Halving",
     "IterationConfig",
     "IterationResult",
     "Ladder",
@@ -44,6 +48,7 @@ __all__ = [
     "ViTShape",
     "Visit",
     "architecture",
+    "final_phase",
     "fresh_plan",
     "is_private",
     "large_space",
@@ -52,4 +57,5 @@ __all__ = [
     "run_generation",
     "run_generations",
     "select_parent",
+    "survivors",
 ]

@@ -83,11 +83,16 @@ def large_space(
     per_action_mu: bool = False,
     tune_depth: bool = True,
     image_size: int = 384,
+    defaults: Mapping[str, HValue] | None = None,
+    fixed: Mapping[str, HValue] | None = None,
 ) -> SearchSpace:
     """The reference's large configuration (spec table), with depth tuning up to max_layers.
 
     ``tune_depth=False`` fixes the depth instead: ``num_layers`` is never mutated, so every
-    child keeps its parent's depth (``max_layers`` when nothing set it)."""
+    child keeps its parent's depth (``max_layers`` when nothing set it). ``defaults``
+    replaces ladder defaults (the same ladders: what a small model or small images start
+    from); a value off its ladder raises ValueError. ``fixed`` takes keys out of the search:
+    each is recorded at the value given (on its ladder) and never mutated."""
     ladders: dict[str, Ladder] = {
         MU: Ladder(MU_LADDER, 0.2),
         "opt_lr": Ladder(
@@ -106,10 +111,19 @@ def large_space(
         ladders[f"ds_{jitter}_delta"] = Ladder((0.0, 0.01, 0.02, 0.05, 0.1, 0.2), 0.0)
     if adapters:
         ladders[ADAPTER_DIM] = Ladder((8, 16, 32, 64, 128), 16)
-    fixed: dict[str, HValue] = {"ds_image_size": image_size}
+    for key, value in (defaults or {}).items():
+        if key not in ladders:
+            raise ValueError(f"no ladder for default {key}={value!r}")
+        ladders[key] = Ladder(ladders[key].values, value)
+    pinned: dict[str, HValue] = {"ds_image_size": image_size}
+    for key, value in (fixed or {}).items():
+        if key not in ladders or value not in ladders[key].values:
+            raise ValueError(f"cannot fix {key}={value!r}: not a tunable value")
+        pinned[key] = value
+        del ladders[key]
     if not tune_depth:
-        fixed[DEPTH] = ladders.pop(DEPTH).default
-    return SearchSpace(ladders, fixed=fixed, per_action_mu=per_action_mu)
+        pinned[DEPTH] = ladders.pop(DEPTH).default
+    return SearchSpace(ladders, fixed=pinned, per_action_mu=per_action_mu)
 
 
 class MuSource:

@@ -62,8 +62,10 @@ class TaskIteration:
         config: IterationConfig,
         rng: np.random.Generator,
         iteration: int = 0,
+        label_space: str = "",
     ) -> None:
         self.system = system
+        self.label_space = label_space
         self.task = task
         self.num_classes = num_classes
         self.space = space
@@ -120,6 +122,7 @@ class TaskIteration:
         """Data hparams shared by this generation: the leader's, mutated with its µ."""
         base = self.best or (self.seeds[0] if self.seeds else None)
         hp: dict[str, HValue] = {**self.space.defaults(), **(base.hparams if base else {})}
+        hp.update(self.space.fixed)  # what this space does not tune, whatever the parent had
         mu = MuSource(hp, self.space, self.rng)
         mutate_keys(hp, self.space.data_keys(), self.space, mu, self.rng)
         data_mu = PER_ACTION_PREFIX + DATA_PREFIX  # µ2Net+: the data keys' own µ persist
@@ -139,6 +142,7 @@ class TaskIteration:
             lookup=self.known.get,
             adapters=self.config.adapters,
             root=self.system.root,
+            label_space=self.label_space,
         )
         child_id = f"{self.task}~{self.iteration}.{self.generation}.{candidate}"
         plan = make_child(parent, child_id, ctx, self.rng, data_hparams)
@@ -174,6 +178,24 @@ class TaskIteration:
         for cid in dropped:
             del self.pending[cid]
         return dropped
+
+    # -- final phase -------------------------------------------------------------------
+    def own_components(self, path: Path) -> list[str]:
+        """The components of ``path`` created in this iteration, in path order: the only
+        ones a final training phase may train (nothing any task owns)."""
+        return [cid for cid in path.component_ids if cid in self.pending]
+
+    def refine(self, path: Path, quality: float) -> Path:
+        """``path`` after more training of its own components (the final phase): rescored
+        at its new validation quality, in its place in the population."""
+        if path.id not in {p.id for p in self.population}:
+            raise KeyError(f"path {path.id} is not in the population of task {self.task}")
+        if not self.own_components(path):
+            raise ValueError(f"path {path.id} has no component of its own to train")
+        scored = self._rescore(path, quality)
+        self.population = by_score([scored if p.id == path.id else p for p in self.population])
+        self.known[scored.id] = scored
+        return scored
 
     @property
     def done(self) -> bool:

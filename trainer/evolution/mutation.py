@@ -64,6 +64,7 @@ class MutationContext:
     lookup: Callable[[str], Path | None]
     adapters: bool = True
     root: Path | None = None  # every lineage starts here, even where ancestors are forgotten
+    label_space: str = ""  # what the task's classes mean ("": unknown, never matches)
 
 
 def _ancestor_component(parent: Path, name: str, ctx: MutationContext) -> str | None:
@@ -85,7 +86,22 @@ def _component(ctx: MutationContext, cid: str, name: str, adapter_dim: int) -> C
     num_classes = ctx.num_classes if name == HEAD else 0
     dim = adapter_dim if adapter_index(name) is not None else 0
     params = ctx.shape.component_params(name, num_classes=num_classes, adapter_dim=dim)
-    return Component(cid, name, params, num_classes=num_classes, adapter_dim=dim)
+    space = ctx.label_space if name == HEAD else ""
+    return Component(cid, name, params, num_classes=num_classes, adapter_dim=dim, label_space=space)
+
+
+def head_source(source: str, ctx: MutationContext) -> str | None:
+    """Where a child's new head starts: the ancestor's head ``source`` if the child's task
+    trains it anyway (its own, trainable), or as a copy when it is another task's head of
+    the same label space (same classes, same meaning: a clone, never a reuse); else None,
+    a fresh zero-initialised head."""
+    head = ctx.components[source]
+    if head.num_classes != ctx.num_classes:
+        return None
+    if ctx.is_trainable(source):
+        return source
+    same = bool(ctx.label_space) and head.label_space == ctx.label_space
+    return source if same else None
 
 
 def make_child(
@@ -115,9 +131,7 @@ def make_child(
     for name in architecture(num_layers, adapters):
         source = _ancestor_component(parent, name, ctx)
         if name == HEAD and source is not None:
-            head = ctx.components[source]
-            if not ctx.is_trainable(source) or head.num_classes != ctx.num_classes:
-                source = None  # another task's head is never reused
+            source = head_source(source, ctx)  # another task's head is never reused
         clone = (
             source is None
             or name in (ENCODER_NORM, HEAD)
@@ -142,8 +156,10 @@ def fresh_plan(
     hparams: Mapping[str, HValue],
     num_classes: int,
     num_layers: int | None = None,
+    label_space: str = "",
 ) -> ChildPlan:
-    """A path whose every component is freshly initialised (bootstrap of a random root)."""
+    """A path whose every component is freshly initialised (bootstrap of a random root);
+    its head's classes mean ``label_space``."""
     hp = dict(hparams)
     depth = num_layers if num_layers is not None else int(hp.get(DEPTH, shape.depth))
     hp[DEPTH] = depth
@@ -151,6 +167,8 @@ def fresh_plan(
     for name in architecture(depth, frozenset()):
         classes = num_classes if name == HEAD else 0
         params = shape.component_params(name, num_classes=classes)
-        new.append(NewComponent(Component(f"{path_id}/{name}", name, params, classes), None))
+        space = label_space if name == HEAD else ""
+        comp = Component(f"{path_id}/{name}", name, params, classes, label_space=space)
+        new.append(NewComponent(comp, None))
     refs = tuple((n.component.name, n.component.id) for n in new)
     return ChildPlan(Path(path_id, task, hp, refs), tuple(new))

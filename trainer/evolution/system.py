@@ -27,22 +27,30 @@ def is_private(task: str) -> bool:
 
 @dataclass(frozen=True)
 class Component:
-    """One named parameter group (its tensors live outside the pure core)."""
+    """One named parameter group (its tensors live outside the pure core).
+
+    ``label_space`` (heads only, may be empty: unknown) names what the head's classes mean;
+    a head may be cloned as another task's starting point only within one label space.
+    """
 
     id: str
     name: str
     num_params: int
     num_classes: int = 0
     adapter_dim: int = 0
+    label_space: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "num_params": self.num_params,
             "num_classes": self.num_classes,
             "adapter_dim": self.adapter_dim,
         }
+        if self.label_space:
+            out["label_space"] = self.label_space
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Component:
@@ -52,6 +60,7 @@ class Component:
             num_params=int(d["num_params"]),
             num_classes=int(d.get("num_classes", 0)),
             adapter_dim=int(d.get("adapter_dim", 0)),
+            label_space=str(d.get("label_space", "")),
         )
 
 

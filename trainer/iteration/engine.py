@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +28,9 @@ from mutask.trainer.evolution import (
     TaskIteration,
     run_generations,
 )
+from mutask.trainer.iteration.budget import plan as budget_plan
 from mutask.trainer.iteration.exchange import Exchange, Worker
+from mutask.trainer.iteration.final import train_final
 from mutask.trainer.iteration.generation import GenerationTraining, search_space
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.iteration.progress import Progress, ProgressSink
@@ -64,6 +66,7 @@ class IntroductionOutcome:
     verifications: list[Verification]
     seconds: float
     candidates_trained: int
+    examples: int = 0  # training examples every candidate and the final phase trained on
 
 
 class Engine:
@@ -100,7 +103,7 @@ class Engine:
         self.progress = Progress(list(sinks), progress_bars, log)
         self.should_stop = should_stop
         self.lockstep = lockstep
-        self.data = TaskDataCache(device.data_device)
+        self.data = TaskDataCache(device.data_device)  # says on stderr when it resizes images
         self._pool: ComponentPool | None = None
 
     @property
@@ -188,6 +191,8 @@ class Engine:
         if exchange is not None and lease is not None:
             exchange.clear_other_runs()
         data = self.task_data(cfg, system.shape.image_size)
+        budget = budget_plan(cfg.budget, len(data.train))
+        self.log(f"task {cfg.task}: {budget.describe()}")
         it = TaskIteration(
             system,
             cfg.task,
@@ -203,8 +208,10 @@ class Engine:
             ),
             np.random.default_rng(derive_seed(cfg.seed, cfg.task, iteration)),
             iteration,
+            label_space=data.label_space,
         )
         resume.restore(it, pool)
+        restored = it.generation  # generations a killed run already trained
         workers = (
             self.cpu.candidate_workers(self.device.kind, cfg.budget.candidates)
             if self.lockstep
@@ -217,6 +224,7 @@ class Engine:
             data,
             self.device,
             self.progress,
+            budget.steps_per_round,
             workers=workers,
             lockstep=self.lockstep,
             should_stop=self.should_stop,
@@ -233,8 +241,27 @@ class Engine:
         run_generations(it, training.train, on_report=training.report, on_generation=end_generation)
         if exchange is not None:
             exchange.done()
-        if lease is None:  # a follower: the lead publishes
+        if lease is None:  # a follower: the lead trains the final phase and publishes
             return IntroductionOutcome(cfg.task, iteration, it.finish().best, {}, [], 0.0, 0)
+        examples = training.examples + restored * budget.search_examples // cfg.budget.generations
+        best_now = it.best
+        searched = best_now.quality if best_now is not None else None
+        final_examples = 0
+        if budget.final is not None and best_now is not None:
+            final = train_final(
+                it,
+                pool,
+                best_now,
+                budget.final,
+                cfg,
+                data,
+                training.validation,
+                self.device,
+                self.progress,
+                self.should_stop,
+            )
+            final_examples = final.examples
+        examples += final_examples
         result = it.finish()
         pool.freeze(result.created)
         pool.drop(result.discarded)
@@ -259,7 +286,17 @@ class Engine:
                     known=it.known,
                     previous=previous,
                     started=started,
-                    extra={"run": resume.run},  # a restarted run sees this one landed
+                    extra={
+                        "run": resume.run,  # a restarted run sees this one landed
+                        "training": {
+                            "examples": examples,
+                            "seconds": round(time.perf_counter() - started, 1),
+                            "steps_per_round": budget.steps_per_round,
+                            "search_quality": searched,  # the best's, before the final phase
+                            "final_examples": final_examples,
+                            "budget": asdict(cfg.budget),
+                        },
+                    },
                 ),
                 expected=expected,
                 lease=lease,
@@ -270,6 +307,11 @@ class Engine:
                 f"(manifest changed under us); this run's result is discarded: {err}"
             ) from err
         self._published(manifest, system, generation, best, time.perf_counter() - t0)
+        self.progress.emit(
+            event="trained",
+            examples_trained=examples,
+            training_seconds=manifest["training"]["seconds"],
+        )
         verifications = self.verify(exclude=(cfg.task,)) if verify else []
         resume.clear()  # only now: a retry after a kill above finishes the checks (landed)
         ok = all(v.ok for v in verifications)
@@ -284,6 +326,7 @@ class Engine:
             verifications,
             time.perf_counter() - started,
             training.trained,
+            examples,
         )
 
     def _exchange(self, cfg: IntroduceConfig, run: str) -> Exchange | None:

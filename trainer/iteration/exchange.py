@@ -12,8 +12,13 @@ Layout under the task's prefix in the store (``run``: the resume fingerprint, th
 on the same published state; ``attempt``: one start of the workers, shared by all of them)::
 
     exchange/<run>/g<generation>/c<candidate>.json     one candidate's result record
+    exchange/<run>/g<generation>/r<round>/c<candidate>.json   its quality after that round
     exchange/attempts/<attempt>/abort-<rank>.json      that worker failed: the others stop
     exchange/attempts/<attempt>/done-<rank>.json       that worker merged its last generation
+
+Successive halving decides after every round which candidates go on, from every candidate's
+round quality: each worker stores its own and waits for the others'
+(:meth:`Exchange.share_round`), so all workers keep the same candidates.
 
 A record names its plan by a digest, so a restarted run (same ``run``, a new attempt) reuses
 every matching record an earlier attempt left and trains only the missing candidates. Garbage
@@ -30,7 +35,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution import ChildPlan
@@ -39,6 +44,8 @@ from mutask.trainer.store.layout import EXCHANGE, task_prefix
 from mutask.trainer.store.objects import NotFound
 from mutask.trainer.store.system_store import SystemStore
 from mutask.trainer.training import CandidateResult, Interrupted, Momentum, RoundResult
+
+T = TypeVar("T")
 
 
 class ExchangeAborted(RuntimeError):
@@ -124,7 +131,7 @@ class Exchange:
         self.here = attempt_prefix(task, attempt)
         self.should_stop = should_stop
         self.poll_seconds = poll_seconds
-        self._seen: dict[str, tuple[int, Record | None]] = {}  # key -> (generation, record)
+        self._seen: dict[str, tuple[int, Any]] = {}  # key -> (object generation, parsed)
 
     # -- records -------------------------------------------------------------------------
     def stored(self, generation: int, plans: Sequence[ChildPlan]) -> dict[int, Record]:
@@ -133,11 +140,10 @@ class Exchange:
         folder = f"{self.run}g{generation}/"
         found: dict[int, Record] = {}
         for info in self.objects.list(folder):
-            name = info.key[len(folder) :]
-            if not (name.startswith("c") and name.endswith(".json") and name[1:-5].isdigit()):
+            k = _candidate_of(info.key[len(folder) :])
+            if k is None:
                 continue
-            k = int(name[1:-5])
-            record = self._cached(info.key, info.generation) if k < len(plans) else None
+            record = self._cached(info.key, info.generation, self._read) if k < len(plans) else None
             if record is not None and record.plan == plan_digest(plans[k]):
                 found[k] = record
         return found
@@ -172,6 +178,36 @@ class Exchange:
         body = json.dumps(asdict(record), sort_keys=True).encode()
         self.objects.write(f"{self.run}g{generation}/c{k}.json", body)
         return record
+
+    def share_round(
+        self,
+        generation: int,
+        round_: int,
+        plans: Sequence[ChildPlan],
+        mine: Mapping[int, float],
+        active: Sequence[int],
+    ) -> dict[int, float]:
+        """Store the round qualities of this worker's candidates (``mine``), then wait for
+        every ``active`` candidate's: the qualities successive halving decides from."""
+        folder = f"{self.run}g{generation}/r{round_}/"
+        for k, quality in mine.items():
+            body = json.dumps({"plan": plan_digest(plans[k]), "quality": quality}).encode()
+            self.objects.write(f"{folder}c{k}.json", body)
+        delay = self.poll_seconds
+        while True:
+            found: dict[int, float] = dict(mine)
+            for info in self.objects.list(folder):
+                other = _candidate_of(info.key[len(folder) :])
+                if other is None or other >= len(plans) or other in found:
+                    continue
+                doc = self._cached(info.key, info.generation, self._read_doc)
+                if doc is not None and doc.get("plan") == plan_digest(plans[other]):
+                    found[other] = float(doc["quality"])
+            if all(k in found for k in active):
+                return {k: found[k] for k in active}
+            self._check()
+            time.sleep(delay)
+            delay = min(1.0, delay * 1.5)
 
     def gather(self, generation: int, plans: Sequence[ChildPlan]) -> list[Record]:
         """Every candidate's record in candidate order, waiting for the other workers'."""
@@ -241,14 +277,23 @@ class Exchange:
         if reason:
             raise ExchangeAborted(reason)
 
-    def _cached(self, key: str, generation: int) -> Record | None:
-        """A record as last read, unless its object changed since (a gather's polls list the
-        folder each time but read each record once: O(candidates) reads, not per poll)."""
+    def _cached(self, key: str, generation: int, read: Callable[[str], T]) -> T:
+        """An object as last read, unless it changed since (a gather's polls list the folder
+        each time but read each object once: O(candidates) reads, not per poll)."""
         seen = self._seen.get(key)
         if seen is None or seen[0] != generation:
-            seen = (generation, self._read(key))
+            seen = (generation, read(key))
             self._seen[key] = seen
-        return seen[1]
+        value: T = seen[1]
+        return value
+
+    def _read_doc(self, key: str) -> dict[str, Any] | None:
+        try:
+            data, _ = self.objects.read(key)
+        except NotFound:
+            return None
+        doc: dict[str, Any] = json.loads(data)
+        return doc
 
     def _read(self, key: str) -> Record | None:
         try:
@@ -261,6 +306,13 @@ class Exchange:
         for info in self.objects.list(prefix):
             with contextlib.suppress(NotFound):
                 self.objects.delete(info.key)
+
+
+def _candidate_of(name: str) -> int | None:
+    """``c<k>.json`` -> k (anything else in a folder of records -> None)."""
+    if name.startswith("c") and name.endswith(".json") and name[1:-5].isdigit():
+        return int(name[1:-5])
+    return None
 
 
 def attempt_prefix(task: str, attempt: str) -> str:

@@ -24,6 +24,7 @@ from mutask.trainer.config import ConfigError, IntroduceConfig, ModelConfig
 from mutask.trainer.data import DatasetError, SourceInfo, TaskData, load_task, source_info
 from mutask.trainer.evolution import ViTShape
 from mutask.trainer.iteration.engine import Engine
+from mutask.trainer.iteration.taskdata import native_size
 from mutask.trainer.limits import MAX_CLASSES
 from mutask.trainer.models import get_shape
 from mutask.trainer.runtime.memory import GIB, available_bytes, training_bytes
@@ -65,14 +66,18 @@ def preflight(
         )
     for line in found.summary():
         say(f"mutask: warning: {line} (left out of this run; `mutask verify` lists the damage)")
+    info, data = _load(engine, cfg)
     if bootstrap:
+        if cfg.model.image_size == 0:  # the data's own size, rounded up to the patch
+            patch = _bootstrap_shape(replace(cfg.model, image_size=224)).patch
+            size = native_size(data, patch)
+            cfg = replace(cfg, model=replace(cfg.model, image_size=size))
         shape = _bootstrap_shape(cfg.model)
         _check_weights_file(cfg.model.weights)
     else:
         root = found.manifests[ROOT_TASK]
         shape = ViTShape(**root["shape"])
         cfg = replace(cfg, model=_root_model(cfg.model, root, shape, explicit))
-    info, data = _load(engine, cfg)
     _check_memory(engine, cfg, shape, data, info)
     engine.data.get(cfg.task, cfg.dataset, shape.image_size, loaded=data)
     return Preflight(cfg, bootstrap, found)
@@ -133,7 +138,7 @@ def _root_model(
             "the store already has a root model; pretrained weights only apply when "
             "bootstrapping an empty store",
         )
-    if "image_size" in explicit and model.image_size != shape.image_size:
+    if "image_size" in explicit and model.image_size not in (0, shape.image_size):
         raise ConfigError(
             "model.image_size",
             model.image_size,
@@ -146,7 +151,8 @@ def _root_model(
             f"the store's root model is {preset!r} (fixed at bootstrap)",
         )
     weights = recorded.get("weights") if isinstance(recorded, dict) else None
-    return ModelConfig(
+    return replace(
+        model,
         preset=str(preset or model.preset),
         image_size=shape.image_size,
         weights=str(weights) if weights else None,

@@ -5,6 +5,10 @@ A task whose three splits fit the in-memory cache budget as model-ready float32 
 small-data cache); a larger one is streamed by loader worker processes at every pass
 (:mod:`mutask.trainer.data.sets`). The choice is automatic, per task, and logged; both give
 the same batches.
+
+Also what the engine derives from a task's data: its native image size (a root's default
+size), a message whenever its images are resized to the system's size, and its label space
+(:func:`label_space`: when two tasks' classes mean the same thing).
 """
 
 from __future__ import annotations
@@ -40,6 +44,34 @@ class DeviceTask:
     validation: EvalSet
     test: EvalSet
     cached: bool
+    label_space: str = ""
+
+
+def label_space(dataset: DatasetConfig) -> str:
+    """What a task's class numbers mean: its source and its class selection.
+
+    Two tasks whose datasets have the same ``source`` string and the same ``labels`` or
+    ``label_map`` (none counts as "all classes, as numbered by the source") have the same
+    label space: class ``i`` of one is class ``i`` of the other. Splits, transforms and
+    ``max_train_examples`` change which images a task sees, not what its labels mean. A
+    new path's head may start from its parent's head only within one label space (see
+    :func:`mutask.trainer.evolution.make_child`).
+    """
+    if dataset.labels is not None:
+        classes = "labels=" + ",".join(str(c) for c in dataset.labels)
+    elif dataset.label_map is not None:
+        pairs = sorted((int(k), v) for k, v in dataset.label_map.items())
+        classes = "map=" + ",".join(f"{k}:{v}" for k, v in pairs)
+    else:
+        classes = "all"
+    return f"{dataset.source}|{classes}"
+
+
+def native_size(data: TaskData, patch: int = 1) -> int:
+    """The side of a task's images (the larger one), rounded up to a multiple of ``patch``."""
+    h, w, _ = data.image_shape
+    side = max(h, w)
+    return -(-side // patch) * patch
 
 
 class TaskDataCache:
@@ -66,6 +98,14 @@ class TaskDataCache:
         self.prefetch = default_prefetch() if prefetch is None else prefetch
         self.sources = SourceCache()
         self._cache: dict[str, DeviceTask] = {}
+        self._raw: dict[str, TaskData] = {}
+
+    def raw(self, task: str, dataset: DatasetConfig) -> TaskData:
+        """The task's splits as loaded (lazy ``Examples``; cached)."""
+        key = json.dumps([task, asdict(dataset)], sort_keys=True)
+        if key not in self._raw:
+            self._raw[key] = load_task(task, dataset, cache=self.sources)
+        return self._raw[key]
 
     def get(
         self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None = None
@@ -84,7 +124,7 @@ class TaskDataCache:
     def _load(
         self, task: str, dataset: DatasetConfig, image_size: int, loaded: TaskData | None
     ) -> DeviceTask:
-        data = loaded if loaded is not None else load_task(task, dataset, cache=self.sources)
+        data = loaded if loaded is not None else self.raw(task, dataset)
         splits = (data.train, data.validation, data.test)
         total = sum(len(s) for s in splits)
         need = model_bytes(total, image_size)
@@ -93,22 +133,31 @@ class TaskDataCache:
             f"{len(s):,} {n}" for s, n in zip(splits, ("train", "validation", "test"), strict=True)
         )
         what = f"data: task {task!r}: {sizes} images at {image_size} px are {_mib(need)} as float32"
+        h, w, _ = data.image_shape
+        resized = (
+            f"; task {task}: its {h}x{w} images are resized to {image_size}x{image_size} "
+            "(the system's image size)"
+            if (h, w) != (image_size, image_size)
+            else ""
+        )
         if cache:
             self.log(
                 f"{what}, within the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
-                f"converted once and kept on {self.device}"
+                f"converted once and kept on {self.device}{resized}"
             )
         else:
             self.log(
                 f"{what}, over the {_mib(self.cache_bytes)} in-memory cache ({CACHE_ENV}): "
                 f"streamed by {self.workers} loader worker(s) with {self.prefetch} batches "
-                "in flight, images kept as uint8 at their stored size until batched"
+                f"in flight, images kept as uint8 at their stored size until batched{resized}"
             )
         pipeline = Pipeline(
             self.device, image_size, self.workers, self.prefetch, task=task, log=self.log
         )
         train, validation, test = cached_sets(splits, pipeline, cache)
-        return DeviceTask(task, data.num_classes, train, validation, test, cache)
+        return DeviceTask(
+            task, data.num_classes, train, validation, test, cache, label_space(dataset)
+        )
 
 
 def _to_stderr(line: str) -> None:
