@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.config import (
+    BudgetConfig,
+    DatasetConfig,
+    IntroduceConfig,
+    ModelConfig,
+    SearchConfig,
+)
 from mutask.trainer.evolution import ROOT_TASK
 from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.iteration.engine import Engine
@@ -49,6 +55,7 @@ def config(store: Path, task: str, dataset: DatasetConfig) -> IntroduceConfig:
         store=str(store),
         budget=TINY,
         search=SearchConfig(size_scale=0.9),
+        model=ModelConfig(image_size=IMAGE_SIZE),  # not the digits' native 8 px
         device="cpu",
     )
 
