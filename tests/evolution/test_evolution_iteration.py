@@ -25,7 +25,6 @@ from mutask.trainer.evolution import (
     System,
     TaskIteration,
     large_space,
-    round_robin,
 )
 from mutask.trainer.evolution.system import path_params
 
@@ -33,19 +32,6 @@ from mutask.trainer.evolution.system import path_params
 def start(system: System, space: SearchSpace, task: str = "a", **config: int) -> TaskIteration:
     cfg = IterationConfig(**{"generations": 3, "candidates": 4, **config})
     return TaskIteration(system, task, 10, space, cfg, np.random.default_rng(0))
-
-
-def evolve(seed: int, tasks: list[str], rounds: int = 2, **config: object) -> System:
-    space = make_space(per_action_mu=bool(config.pop("per_action_mu", False)))
-    system = make_system(space)
-    cfg = IterationConfig(**{"generations": 2, "candidates": 3, **config})  # type: ignore[arg-type]
-    rng = np.random.default_rng(seed)
-    trainer = FakeTrainer(seed)
-    for visit in round_robin(tasks, rounds):
-        run_iteration(
-            system, visit.task, space, cfg, rng, iteration=visit.iteration, trainer=trainer
-        )
-    return system
 
 
 # -- start of an iteration ----------------------------------------------------------------
@@ -388,47 +374,3 @@ def test_state_dict_is_json_ready(system: System, space, config) -> None:
     it, _ = run_iteration(system, "a", space, config, np.random.default_rng(0), generations=1)
     state = it.state_dict()
     assert json.loads(json.dumps(state)) == state
-
-
-def test_same_seed_gives_the_same_evolution() -> None:
-    a = evolve(3, ["a", "b", "private:p"], per_action_mu=True, size_scale=0.9)
-    b = evolve(3, ["a", "b", "private:p"], per_action_mu=True, size_scale=0.9)
-    assert a.best == b.best
-    assert a.components == b.components
-
-
-def test_different_seeds_give_different_evolutions() -> None:
-    a = evolve(3, ["a", "b", "private:p"])
-    b = evolve(4, ["a", "b", "private:p"])
-    assert a.best != b.best
-
-
-# -- final phase -------------------------------------------------------------------------
-def test_refine_rescores_the_best_in_place_and_finish_retains_it(
-    system: System, space: SearchSpace
-) -> None:
-    it = start(system, space, generations=1, candidates=3)
-    run_iteration(system, "a", space, it.config, it.rng, it=it, generations=1)
-    best = it.best
-    assert best is not None and best.quality is not None
-    own = it.own_components(best)
-    assert own and all(cid in it.pending for cid in own)
-    assert own == [cid for cid in best.component_ids if cid.startswith(best.id + "/")]
-    refined = it.refine(best, best.quality + 0.1)
-    assert refined.id == best.id and refined.quality == pytest.approx(best.quality + 0.1)
-    assert it.best == refined and len(it.population) == len({p.id for p in it.population})
-    assert it.finish().best == refined
-    assert system.best["a"].quality == pytest.approx(best.quality + 0.1)
-
-
-def test_refine_refuses_strangers_and_paths_with_nothing_to_train(
-    system: System, space: SearchSpace
-) -> None:
-    system.retain(retain_task(system, "a").scored(0.5, 0.5))
-    it = start(system, space)  # a revisit: its previous best is in the population
-    previous = it.population[0]
-    assert it.own_components(previous) == []  # published components are never trained
-    with pytest.raises(ValueError, match=r"nothing|no component"):
-        it.refine(previous, 0.9)
-    with pytest.raises(KeyError):
-        it.refine(system.root, 0.9)
