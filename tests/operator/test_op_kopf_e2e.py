@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from kubernetes import client
-from op_fakeapi import RunningApi, serve_fake_api
+from op_fakeapi import RunningApi
 from op_kopf_support import (
     MTS_RES,
     NS,
@@ -27,18 +24,8 @@ from op_kopf_support import (
     wait_for,
 )
 
-from mutask.operator.kube import Kube, core_path, job_path, load_client_config, ti_path
+from mutask.operator.kube import Kube, core_path, job_path, ti_path
 from mutask.trainer.config import IntroduceConfig
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningApi, Kube]]:
-    monkeypatch.setenv("MUTASK_METRICS_PORT", "0")
-    monkeypatch.setenv("MUTASK_RESYNC_SECONDS", "0.5")
-    monkeypatch.setenv("MUTASK_SYSTEM_RESYNC_SECONDS", "1")
-    with serve_fake_api() as api:
-        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
-        yield api, Kube(client.ApiClient(load_client_config()))
 
 
 def test_queueing_suspend_failure_and_delete(

@@ -6,12 +6,10 @@ completion, failure and disruption are simulated by patching Job status / creati
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
-from op_fakeapi import RunningApi, serve_fake_api
+from op_fakeapi import RunningApi
 from op_kopf_support import (
     MTS_RES,
     NS,
@@ -26,19 +24,9 @@ from op_kopf_support import (
     wait_for,
 )
 
-from mutask.operator.kube import Kube, core_path, job_path, load_client_config
+from mutask.operator.kube import Kube, core_path, job_path
 from mutask.trainer.config import IntroduceConfig
 from mutask.trainer.runtime.kube_status import KubeStatusReporter
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningApi, Kube]]:
-    monkeypatch.setenv("MUTASK_METRICS_PORT", "0")
-    monkeypatch.setenv("MUTASK_RESYNC_SECONDS", "0.5")
-    monkeypatch.setenv("MUTASK_SYSTEM_RESYNC_SECONDS", "1")
-    with serve_fake_api() as api:
-        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
-        yield api, Kube(client.ApiClient(load_client_config()))
 
 
 def test_introduction_lifecycle_progress_preemption_restart(
