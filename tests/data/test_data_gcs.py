@@ -39,17 +39,8 @@ def _emulator_module() -> ModuleType:
 @pytest.fixture(scope="module")
 def gcs() -> Iterator[object]:
     """One fake-gcs-server; STORAGE_EMULATOR_HOST points at it meanwhile."""
-    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
-    with _emulator_module().FakeGcs() as server:
-        os.environ.update(server.env())
-        try:
-            yield server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with _emulator_module().emulated_gcs() as server:
+        yield server
 
 
 @pytest.fixture

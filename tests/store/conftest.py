@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gcs_emulator import FakeGcs
+from gcs_emulator import FakeGcs, emulated_gcs
 from store_testutil import copy_objects
 
 from mutask.trainer.store.gcs import GcsObjectStore
@@ -25,17 +25,8 @@ _buckets = itertools.count()
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcs]:
     """One fake-gcs-server for the session; STORAGE_EMULATOR_HOST points at it meanwhile."""
-    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
-    with FakeGcs() as server:
-        os.environ.update(server.env())
-        try:
-            yield server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with emulated_gcs() as server:
+        yield server
 
 
 @pytest.fixture

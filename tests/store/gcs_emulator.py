@@ -13,6 +13,8 @@ import platform
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -126,3 +128,20 @@ class FakeGcs:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def emulated_gcs() -> Iterator[FakeGcs]:
+    """A running fake-gcs-server with STORAGE_EMULATOR_HOST (and a project) pointing at it
+    meanwhile; the environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
+    with FakeGcs() as server:
+        os.environ.update(server.env())
+        try:
+            yield server
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
