@@ -9,7 +9,8 @@ the tasks in order; its forgetting is reported), each at its native resolution, 
 convergence (early stop on validation, epoch cap) at the learning rate that seed 0 chose on
 validation from a grid; and by mutask with every default (``mutask``), plus variants:
 ``mutask-even`` (plain µ2Net's even split at the same budget: no successive halving, no final
-phase), ``mutask-s0.9`` (the paper's size penalty, s = 0.9), ``mutask-quick`` and
+phase), ``mutask-s0.9`` and ``mutask-s0.95`` (the paper's size penalty, s = 0.9 / 0.95),
+``mutask-s0.95-n8`` (s = 0.95 with 8-step rounds: fewer examples), ``mutask-quick`` and
 ``mutask-thorough`` (the other ``--budget`` presets), and mutask bootstrapping its own root
 (``mutask-own-root``: what a new user gets end to end). The mutask variants run seed-major
 (every variant's seed 0 first), so a run cut short still compares them.
@@ -29,6 +30,7 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,19 @@ MUTASK_VARIANTS = (
     Variant("mutask-even", budget={"halving": False, "final_training": False}),
     # the size penalty of the paper's "size scale" runs: score = quality * 0.9**(params/P_root)
     Variant("mutask-s0.9", search={"size_scale": 0.9}),
+    # a milder penalty (the spec's s = 0.95), and the same with 8-step rounds (fewer examples)
+    Variant("mutask-s0.95", search={"size_scale": 0.95}),
+    Variant("mutask-s0.95-n8", budget={"steps_per_round": 8}, search={"size_scale": 0.95}),
+    # fewer candidates, a budget in epochs large enough to lift every task off the round floor
+    Variant("mutask-k4-e14", budget={"candidates": 4, "epochs": 14.0}),
+    *(
+        Variant(
+            f"mutask-s{s:g}-k4-e14",
+            budget={"candidates": 4, "epochs": 14.0},
+            search={"size_scale": s},
+        )
+        for s in (0.95, 0.9, 0.7)
+    ),
     Variant("mutask-quick", budget=qm.preset_budget("quick")),
     Variant("mutask-thorough", budget=qm.preset_budget("thorough")),
     Variant("mutask-own-root", image_size=qm.default_image_size(), root="mutask"),
@@ -94,6 +109,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seeds per mutask variant (default: --seeds)",
     )
+    p.add_argument(
+        "--task-max-epochs",
+        type=int,
+        default=None,
+        help="the baselines' epoch cap per task (default: the protocol's, 10); another cap is "
+        "a convergence check: its baselines are cached apart, mutask's runs are shared",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
@@ -108,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{time.perf_counter() - started:7.0f} s] {msg}", flush=True)
 
     proto = qs.quick() if args.quick else qs.full()
+    if args.task_max_epochs is not None:
+        proto = replace(proto, task=replace(proto.task, max_epochs=args.task_max_epochs))
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
     base = Cache(args.cache)
@@ -173,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         f"Protocol {proto.key()}: tasks {', '.join(tasks)}; {args.seeds} seed(s) per baseline, "
         f"{len(mutask_seeds)} per mutask variant (a method lists the seeds it has); "
-        f"mu-tiny at {proto.image_size} px; CPU, {args.threads} thread(s).",
+        f"mu-tiny at {proto.image_size} px; baselines capped at {proto.task.max_epochs} "
+        f"epochs; CPU, {args.threads} thread(s).",
         f"Root (shared by every method): Fashion-MNIST, lr {root_info['lr']:g} chosen from "
         f"{root_info['pilots']} ({proto.root_pilot_epochs}-epoch pilots), "
         f"{root_info['epochs']} epochs (best {root_info['best_epoch']}, cap "

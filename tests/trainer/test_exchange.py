@@ -19,9 +19,17 @@ import pytest
 from trainer_testutil import one_torch_thread
 
 from mutask.trainer.config import BudgetConfig, DatasetConfig, IntroduceConfig, SearchConfig
+from mutask.trainer.evolution import ChildPlan, Component, NewComponent
+from mutask.trainer.evolution import Path as EvoPath
 from mutask.trainer.iteration.bootstrap import bootstrap_root
 from mutask.trainer.iteration.engine import Engine
-from mutask.trainer.iteration.exchange import Exchange, ExchangeAborted, Worker, aborting_others
+from mutask.trainer.iteration.exchange import (
+    Exchange,
+    ExchangeAborted,
+    Worker,
+    aborting_others,
+    training_cost,
+)
 from mutask.trainer.iteration.generation import GenerationTraining
 from mutask.trainer.runtime.device import select_device
 from mutask.trainer.store.gc import referenced_blobs
@@ -137,8 +145,8 @@ def test_two_workers_publish_exactly_what_one_does_and_leave_no_records(
     assert error is None
     assert _published(two) == _published(one)
     assert shared.best.id == alone.best.id and all(v.ok for v in shared.verifications)
-    # 3 candidates per generation: the lead trains 0 and 2, the follower 1, twice
-    assert trained == {0: 4, 1: 2}
+    # 3 candidates per generation, split by cost: every one trained once, by one worker
+    assert sum(trained.values()) == 6 and min(trained.values()) >= 2
     assert not list((two / "tasks" / "low").glob("exchange/**/*.json"))
 
 
@@ -194,18 +202,33 @@ def test_a_restarted_attempt_reuses_the_records_of_an_earlier_one(
     store = _copy(root, tmp_path / "store")
     records = store / "tasks" / "low" / "exchange"
 
-    def stored_its_share() -> bool:  # the follower is stopped once its record is stored
-        return any(records.glob("*/g0/c1.json"))
+    def stored_its_share() -> bool:  # the follower is stopped once it stored a record
+        return any(records.glob("*/g0/c*.json"))
 
     follower = _engine(store, Worker(1, 2), attempt="a", should_stop=stored_its_share)
     with pytest.raises(Interrupted):
         follower.follow(_cfg(store))
-    (kept,) = records.glob("*/g0/c1.json")
-    blobs = set(json.loads(kept.read_text())["components"].values())
-    assert blobs and blobs <= referenced_blobs(SystemStore.open(str(store)))[0], "GC keeps them"
-    _, error, trained = _shared_run(store, "b")
+    kept = list(records.glob("*/g0/c*.json"))  # the lead never ran: these are the follower's
+    assert kept
+    for record in kept:
+        blobs = set(json.loads(record.read_text())["components"].values())
+        assert blobs and blobs <= referenced_blobs(SystemStore.open(str(store)))[0], "GC keeps"
+    shares: list[list[int]] = []  # the follower's share of each generation
+    share = Worker.share
+
+    def spy(self: Worker, candidates: int, costs: Any = None) -> list[int]:
+        out = share(self, candidates, costs)
+        if self.rank == 1:
+            shares.append(out)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Worker, "share", spy)
+        _, error, trained = _shared_run(store, "b")
     assert error is None
-    assert trained[1] == 1, "the follower re-trained only generation 1's share"
+    assert len(shares) == 2
+    retrained = len(shares[0]) - len(kept) + len(shares[1])
+    assert trained[1] == retrained, "the follower re-trained only what had no record"
     fresh = _copy(root, tmp_path / "fresh")
     _engine(fresh).introduce(_cfg(fresh))
     assert _published(store) == _published(fresh)
@@ -216,6 +239,36 @@ def test_workers_share_candidates_round_robin_and_ranks_are_checked() -> None:
     assert Worker().lead and not Worker(1, 2).lead
     with pytest.raises(ValueError, match=r"worker rank 2 is not in 0\.\.1"):
         Worker(2, 2)
+
+
+def test_shares_balanced_by_cost_partition_the_generation_and_beat_round_robin() -> None:
+    costs = [5.0, 1.0, 1.0, 1.0, 4.0, 1.0, 1.0, 2.0]
+    shares = [Worker(r, 2).share(len(costs), costs) for r in range(2)]
+    assert shares == [[0, 1, 2, 5], [3, 4, 6, 7]]
+    assert sorted(shares[0] + shares[1]) == list(range(len(costs)))
+
+    def busiest(split: list[list[int]]) -> float:
+        return max(sum(costs[k] for k in share) for share in split)
+
+    assert busiest(shares) == 8.0 < busiest([Worker(r, 2).share(len(costs)) for r in range(2)])
+    three = [Worker(r, 3).share(5, [1.0] * 5) for r in range(3)]  # equal costs: k in order
+    assert three == [[0, 3], [1, 4], [2]]
+    with pytest.raises(ValueError, match="3 costs for 4 candidates"):
+        Worker(0, 2).share(4, [1.0, 1.0, 1.0])
+
+
+def test_a_candidate_costs_its_forward_pass_plus_the_backward_from_its_first_trainable() -> None:
+    names = ["embedding", "encoderblock_0", "encoderblock_1", "encoder_norm", "head"]
+
+    def plan(trainable: set[str]) -> ChildPlan:
+        refs = tuple((n, f"c/{n}" if n in trainable else f"root/{n}") for n in names)
+        new = tuple(NewComponent(Component(f"c/{n}", n, 10), None) for n in trainable)
+        return ChildPlan(EvoPath("c", "t", {}, refs), new)
+
+    head_only = training_cost(plan({"head"}))
+    assert head_only == pytest.approx(2.15 + 2 * 0.05)
+    assert training_cost(plan({"encoderblock_1", "head"})) == pytest.approx(2.15 + 2 * 1.1)
+    assert training_cost(plan({"embedding", "head"})) == pytest.approx(3 * 2.15)
 
 
 def test_a_run_on_chips_reports_its_most_telling_worker_exit_code() -> None:

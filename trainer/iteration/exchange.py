@@ -1,9 +1,10 @@
 """A generation's candidates shared by several workers (the chips of a host), through the store.
 
-Worker ``r`` of ``n`` (a :class:`Worker`) trains the candidates ``k`` with ``k % n == r``,
-stores each one's trained components as content-addressed blobs (parameters and momentum, as
-the pool stores components) plus a small result record, then gathers the generation's
-records in candidate order. Every worker merges the same records in the same order into its
+Worker ``r`` of ``n`` (a :class:`Worker`) trains its share of the candidates (a split
+balanced by each candidate's training cost, the same on every worker), stores each one's
+trained components as content-addressed blobs (parameters and momentum, as the pool stores
+components) plus a small result record, then gathers the generation's records in candidate
+order. Every worker merges the same records in the same order into its
 own pool, so all hold the same state and run the same evolution as a single worker: training
 a candidate does not depend on where, or next to what, it trains. Worker 0 (the lead) holds
 the task's lease, checkpoints, publishes and verifies, exactly as a single worker does.
@@ -39,6 +40,7 @@ from typing import Any, TypeVar
 
 from mutask.contract import ROOT_TASK
 from mutask.trainer.evolution import ChildPlan
+from mutask.trainer.evolution.architecture import block_index
 from mutask.trainer.iteration.pool import ComponentPool
 from mutask.trainer.store.layout import EXCHANGE, task_prefix
 from mutask.trainer.store.objects import NotFound
@@ -68,9 +70,22 @@ class Worker:
         """Worker 0 holds the lease, checkpoints, publishes and verifies."""
         return self.rank == 0
 
-    def share(self, candidates: int) -> list[int]:
-        """The candidates this worker trains: ``k % count == rank``, in order."""
-        return list(range(self.rank, candidates, self.count))
+    def share(self, candidates: int, costs: Sequence[float] | None = None) -> list[int]:
+        """The candidates this worker trains, in order: ``k % count == rank`` without
+        ``costs``; with them, a balanced split (longest first, each to the least loaded
+        worker, ties to the lower rank and the lower candidate), the same on every worker."""
+        if costs is None:
+            return list(range(self.rank, candidates, self.count))
+        if len(costs) != candidates:
+            raise ValueError(f"{len(costs)} costs for {candidates} candidates")
+        loads = [0.0] * self.count
+        mine: list[int] = []
+        for k in sorted(range(candidates), key=lambda k: (-costs[k], k)):
+            worker = min(range(self.count), key=lambda w: (loads[w], w))
+            loads[worker] += costs[k]
+            if worker == self.rank:
+                mine.append(k)
+        return sorted(mine)
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,25 @@ class Record:
             self.examples,
             self.train_seconds,
         )
+
+
+# Relative cost of one training step per component a path runs: a block dominates; the
+# rest (embeddings, adapters, norm, head) is small next to it.
+_BLOCK_COST, _OTHER_COST = 1.0, 0.05
+
+
+def training_cost(plan: ChildPlan) -> float:
+    """A candidate's relative cost per step: the forward pass through its whole path, plus
+    the backward pass from its first trainable component on (twice a forward's work)."""
+    trainable = set(plan.trainable_ids)
+    cost = backward = 0.0
+    started = False
+    for name, cid in plan.path.components:
+        weight = _BLOCK_COST if block_index(name) is not None else _OTHER_COST
+        started = started or cid in trainable
+        cost += weight
+        backward += 2 * weight if started else 0.0
+    return cost + backward
 
 
 def plan_digest(plan: ChildPlan) -> str:

@@ -35,7 +35,7 @@ from mutask.trainer.evolution import (
     large_space,
     survivors,
 )
-from mutask.trainer.iteration.exchange import Exchange
+from mutask.trainer.iteration.exchange import Exchange, training_cost
 from mutask.trainer.iteration.pool import ComponentPool, pool_candidate
 from mutask.trainer.iteration.progress import Progress
 from mutask.trainer.iteration.seeds import derive_seed
@@ -143,7 +143,7 @@ class GenerationTraining:
         ks = list(range(len(plans)))  # the candidates trained here: all, or this worker's share
         if self.exchange is not None:
             done = self.exchange.stored(gen, plans)
-            share = self.exchange.worker.share(len(plans))
+            share = self.exchange.worker.share(len(plans), [training_cost(p) for p in plans])
             ks = [k for k in share if k not in done]
             if len(ks) < len(share):  # only an earlier attempt can have stored our share
                 w = self.exchange.worker
