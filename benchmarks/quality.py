@@ -40,7 +40,7 @@ import torch
 from quality_cache import DEFAULT_CACHE, Cache
 from quality_methods import Baselines, NotCached, root
 from quality_report import aggregate, halving_table, headline, plot_root, plots, tables
-from quality_runs import DEFAULTS, Variant, run
+from quality_runs import DEFAULTS, ON_OWN_ROOT, OWN_ROOT, Variant, own_root_store, run
 
 MUTASK_VARIANTS = (
     DEFAULTS,
@@ -63,7 +63,8 @@ MUTASK_VARIANTS = (
     ),
     Variant("mutask-quick", budget=qm.preset_budget("quick")),
     Variant("mutask-thorough", budget=qm.preset_budget("thorough")),
-    Variant("mutask-own-root", image_size=qm.default_image_size(), root="mutask"),
+    OWN_ROOT,
+    ON_OWN_ROOT,
 )
 
 
@@ -116,6 +117,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the baselines' epoch cap per task (default: the protocol's, 10); another cap is "
         "a convergence check: its baselines are cached apart, mutask's runs are shared",
     )
+    p.add_argument(
+        "--baselines-root",
+        choices=("protocol", "mutask-own-root"),
+        default="protocol",
+        help="the root the baselines start from: the protocol's, or the one mutask bootstrapped "
+        "itself in mutask-own-root's seed 0 (run that first; its baselines are cached apart)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
@@ -150,8 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(chosen - set(qs.METHODS))
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown} (known: {', '.join(qs.METHODS)})")
-    train = Baselines(proto, cache, root_model, log, train=args.only in ("all", "baselines"))
-    cached = Baselines(proto, cache, root_model, log, train=False)
+    bcache, broot = cache, root_model
+    if args.baselines_root == "mutask-own-root":  # the same root as mutask-own-root's seed 0
+        store = own_root_store(proto, cache)
+        if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
+            raise SystemExit(f"--baselines-root mutask-own-root: no root in {store} yet")
+        broot = qm.retained_path(store, qm.ROOT_TASK)[0]
+        bcache = Cache(cache.path("baselines-on-mutask-own-root-seed0"))
+    train = Baselines(proto, bcache, broot, log, train=args.only in ("all", "baselines"))
+    cached = Baselines(proto, bcache, broot, log, train=False)
     for method in qs.METHODS:
         baselines = train if method in chosen else cached
         shared[method] = baselines.shared_params(method)
@@ -235,8 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mutask_forgetting = [r["acc_own"] - r["acc_final"] for r in rows if r["method"] == "mutask"]
     assert all(f == 0.0 for f in mutask_forgetting), "mutask forgetting must be exactly 0"
     print(f"total wall time {time.perf_counter() - started:.0f} s")
-    if agg.get("mutask", {}).get("seeds") and agg.get("finetune", {}).get("seeds"):
-        print(headline(agg))
+    # the headline compares methods on one root: the protocol's, or mutask's own
+    head = "mutask" if args.baselines_root == "protocol" else ON_OWN_ROOT.label
+    if agg.get(head, {}).get("seeds") and agg.get("finetune", {}).get("seeds"):
+        print(headline(agg, head))
     else:
         print("headline: not available (fine-tune or mutask missing from the cache)")
     return 0

@@ -153,7 +153,7 @@ def headline(agg: Mapping[str, Mapping[str, Any]], method: str = "mutask") -> st
     examples = statistics.mean(m["examples"]) / statistics.mean(f["examples"])
     met = acc >= 1.0 and params <= 0.4 and examples <= 2.0 and max(m["forgetting"]) == 0.0
     return (
-        f"headline: mutask / fine-tune mean test accuracy {acc:.3f} "
+        f"headline: {method} / fine-tune mean test accuracy {acc:.3f} "
         f"({statistics.mean(m['acc']):.4f} vs {statistics.mean(f['acc']):.4f}), "
         f"params to serve {params:.3f}x, training examples {examples:.3f}x "
         f"(issue 9 target acc >= 1, params <= 0.40, examples <= 2: {'MET' if met else 'NOT met'})"

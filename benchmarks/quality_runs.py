@@ -36,7 +36,9 @@ class Variant:
     budget: Mapping[str, Any] = field(default_factory=dict)
     search: Mapping[str, Any] = field(default_factory=dict)
     image_size: int | None = None  # None: the protocol's image size
-    root: str = "protocol"  # "protocol" (converged, shared with baselines) or "mutask"
+    # "protocol" (converged, shared with baselines), "mutask" (bootstrapped by mutask) or
+    # "own-root" (the root OWN_ROOT's seed 0 bootstrapped)
+    root: str = "protocol"
 
     def key(self, proto: Protocol, budget_base: Mapping[str, Any]) -> str:
         spec = {**asdict(self), "proto": proto.key(), "base": dict(budget_base)}
@@ -46,6 +48,26 @@ class Variant:
 
 
 DEFAULTS = Variant("mutask")
+# what a new user gets end to end: mutask bootstraps its own root (--bootstrap-root defaults)
+OWN_ROOT = Variant("mutask-own-root", image_size=qm.default_image_size(), root="mutask")
+# every default on the root OWN_ROOT's seed 0 bootstrapped (the baselines can start from it too)
+ON_OWN_ROOT = Variant("mutask-on-own-root", image_size=qm.default_image_size(), root="own-root")
+
+
+def own_root_store(proto: Protocol, cache: Cache) -> Path:
+    """The store in which OWN_ROOT's seed 0 bootstrapped its root."""
+    return cache.path("mutask", OWN_ROOT.key(proto, base_budget(proto)), "seed0", "store")
+
+
+def own_root_weights(proto: Protocol, cache: Cache) -> Path:
+    """OWN_ROOT's seed-0 root exported as weights (once), as the protocol's root is."""
+    out = cache.path("mutask", "own-root-seed0.safetensors")
+    if not out.exists():
+        store = own_root_store(proto, cache)
+        if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
+            raise SystemExit(f"no root bootstrapped in {store}: run mutask-own-root first")
+        qm.save_weights(qm.retained_path(store, qm.ROOT_TASK)[0], out, "mutask's own root")
+    return out
 
 
 def base_budget(proto: Protocol) -> dict[str, Any]:
@@ -94,10 +116,12 @@ def run(
     if root_info is None:
         if store.exists():
             shutil.rmtree(store)
-        if variant.root == "protocol":
+        if variant.root in ("protocol", "own-root"):
             info = qm.bootstrap(
                 store,
-                weights=root_weights(size),
+                weights=root_weights(size)
+                if variant.root == "protocol"
+                else own_root_weights(proto, cache),
                 image_size=size,
                 dataset=proto.root_dataset,  # what the root's head was trained on
                 seed=seed,
