@@ -76,9 +76,14 @@ def test_quality_protocol_quick(tmp_path: Path) -> None:
         "mutask",
         "mutask-even",
         "mutask-s0.9",
+        "mutask-s0.95",
+        "mutask-s0.95-n8",
+        "mutask-k4-e14",
+        "mutask-s0.95-k4-e14",
         "mutask-quick",
         "mutask-thorough",
         "mutask-own-root",
+        "mutask-on-own-root",
     }
     assert len({r["task"] for r in rows}) == 5
     # mutask's no-forgetting is verified by the engine (hashes, probe, re-evaluation)
