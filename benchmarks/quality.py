@@ -132,19 +132,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the root the baselines start from: the protocol's, or the one mutask bootstrapped "
         "itself in mutask-own-root's seed 0 (run that first; its baselines are cached apart)",
     )
+    p.add_argument(
+        "--own-root-seed",
+        type=int,
+        default=0,
+        help="with --baselines-root mutask-own-root: the mutask-own-root seed whose root the "
+        "baselines start from (mutask-on-own-root always uses seed 0's)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
 
-def own_root_line(baselines_root: str, proto: qs.Protocol, cache: Cache) -> list[str]:
+def own_root_line(
+    baselines_root: str, proto: qs.Protocol, cache: Cache, seed: int = 0
+) -> list[str]:
     """The report's line on the baselines' root when it is mutask's own (else nothing)."""
     if baselines_root == "protocol":
         return []
-    info = cache.load("mutask", OWN_ROOT.key(proto, base_budget(proto)), "seed0", "root.json")
+    key = OWN_ROOT.key(proto, base_budget(proto))
+    info = cache.load("mutask", key, f"seed{seed}", "root.json")
     assert info is not None, "--baselines-root mutask-own-root: run mutask-own-root first"
     return [
         "**Baselines' root in this report**: the root mutask bootstrapped itself "
-        f"(mutask-own-root, seed 0; `mutask bootstrap` defaults): test "
+        f"(mutask-own-root, seed {seed}; `mutask bootstrap` defaults): test "
         f"{info['test_accuracy']:.4f} on Fashion-MNIST, {info['examples']:,} examples, "
         f"{info['seconds']:.0f} s; mutask-on-own-root starts from the same root."
     ]
@@ -181,12 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown} (known: {', '.join(qs.METHODS)})")
     bcache, broot = cache, root_model
-    if args.baselines_root == "mutask-own-root":  # the same root as mutask-own-root's seed 0
-        store = own_root_store(proto, cache)
+    if args.baselines_root == "mutask-own-root":  # the root of a mutask-own-root seed
+        store = own_root_store(proto, cache, args.own_root_seed)
         if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
             raise SystemExit(f"--baselines-root mutask-own-root: no root in {store} yet")
         broot = qm.retained_path(store, qm.ROOT_TASK)[0]
-        bcache = Cache(cache.path("baselines-on-mutask-own-root-seed0"))
+        bcache = Cache(cache.path(f"baselines-on-mutask-own-root-seed{args.own_root_seed}"))
     train = Baselines(proto, bcache, broot, log, train=args.only in ("all", "baselines"))
     cached = Baselines(proto, bcache, broot, log, train=False)
     for method in qs.METHODS:
@@ -242,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{root_info['epochs']} epochs (best {root_info['best_epoch']}, cap "
         f"{proto.root.max_epochs}), val {root_info['val']:.4f}, test {root_info['test']:.4f}, "
         f"{root_info['examples']:,} examples (+{root_info['pilot_examples']:,} in pilots).",
-        *own_root_line(args.baselines_root, proto, cache),
+        *own_root_line(args.baselines_root, proto, cache, args.own_root_seed),
         "Cells: test accuracy after all five tasks, mean ± std over seeds.",
         "",
         *tables(agg, tasks),
@@ -276,7 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total wall time {time.perf_counter() - started:.0f} s")
     # the headline compares methods on one root: the protocol's, or mutask's own
     head = "mutask" if args.baselines_root == "protocol" else ON_OWN_ROOT.label
-    if agg.get(head, {}).get("seeds") and agg.get("finetune", {}).get("seeds"):
+    if args.baselines_root != "protocol" and args.own_root_seed != 0:
+        print(
+            f"headline: not computed (mutask-on-own-root starts from seed 0's root; compare "
+            f"mutask-own-root's seed {args.own_root_seed} with the fine-tune above)"
+        )
+    elif agg.get(head, {}).get("seeds") and agg.get("finetune", {}).get("seeds"):
         print(headline(agg, head))
     else:
         print("headline: not available (fine-tune or mutask missing from the cache)")

@@ -54,9 +54,9 @@ OWN_ROOT = Variant("mutask-own-root", image_size=qm.default_image_size(), root="
 ON_OWN_ROOT = Variant("mutask-on-own-root", image_size=qm.default_image_size(), root="own-root")
 
 
-def own_root_store(proto: Protocol, cache: Cache) -> Path:
-    """The store in which OWN_ROOT's seed 0 bootstrapped its root."""
-    return cache.path("mutask", OWN_ROOT.key(proto, base_budget(proto)), "seed0", "store")
+def own_root_store(proto: Protocol, cache: Cache, seed: int = 0) -> Path:
+    """The store in which OWN_ROOT's ``seed`` bootstrapped its root."""
+    return cache.path("mutask", OWN_ROOT.key(proto, base_budget(proto)), f"seed{seed}", "store")
 
 
 def own_root_weights(proto: Protocol, cache: Cache) -> Path:
