@@ -49,7 +49,7 @@ from quality_runs import (
     OWN_ROOT,
     Variant,
     base_budget,
-    own_root_store,
+    own_root_model,
     run,
 )
 
@@ -192,10 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--methods: unknown {unknown} (known: {', '.join(qs.METHODS)})")
     bcache, broot = cache, root_model
     if args.baselines_root == "mutask-own-root":  # the root of a mutask-own-root seed
-        store = own_root_store(proto, cache, args.own_root_seed)
-        if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
-            raise SystemExit(f"--baselines-root mutask-own-root: no root in {store} yet")
-        broot = qm.retained_path(store, qm.ROOT_TASK)[0]
+        broot = own_root_model(proto, cache, args.own_root_seed)
         bcache = Cache(cache.path(f"baselines-on-mutask-own-root-seed{args.own_root_seed}"))
     train = Baselines(proto, bcache, broot, log, train=args.only in ("all", "baselines"))
     cached = Baselines(proto, bcache, broot, log, train=False)

@@ -59,14 +59,19 @@ def own_root_store(proto: Protocol, cache: Cache, seed: int = 0) -> Path:
     return cache.path("mutask", OWN_ROOT.key(proto, base_budget(proto)), f"seed{seed}", "store")
 
 
+def own_root_model(proto: Protocol, cache: Cache, seed: int = 0) -> qm.PathModel:
+    """The root OWN_ROOT's ``seed`` bootstrapped, as a model (SystemExit if not run yet)."""
+    store = own_root_store(proto, cache, seed)
+    if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
+        raise SystemExit(f"no root bootstrapped in {store}: run mutask-own-root first")
+    return qm.retained_path(store, qm.ROOT_TASK)[0]
+
+
 def own_root_weights(proto: Protocol, cache: Cache) -> Path:
     """OWN_ROOT's seed-0 root exported as weights (once), as the protocol's root is."""
     out = cache.path("mutask", "own-root-seed0.safetensors")
     if not out.exists():
-        store = own_root_store(proto, cache)
-        if not (store / "tasks" / qm.ROOT_TASK / "manifest.json").exists():
-            raise SystemExit(f"no root bootstrapped in {store}: run mutask-own-root first")
-        qm.save_weights(qm.retained_path(store, qm.ROOT_TASK)[0], out, "mutask's own root")
+        qm.save_weights(own_root_model(proto, cache), out, "mutask's own root")
     return out
 
 
